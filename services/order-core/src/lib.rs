@@ -1,0 +1,18 @@
+//! The flash-sale order core, shared by the HTTP backend and the RabbitMQ worker.
+//!
+//! - [`domain`]: user ids, buy outcomes, the sale's configuration and state.
+//! - [`strategy`]: how a buy is decided (`count-insert`, racy on purpose; `conditional`, never oversells).
+//! - [`store`]: where orders live (embedded SQLite file or MongoDB), selected by one string.
+//! - [`telemetry`] and [`shutdown`]: the process plumbing every binary shares.
+
+pub mod domain;
+pub mod shutdown;
+pub mod store;
+pub mod strategy;
+pub mod telemetry;
+
+pub use domain::{
+    BuyResponse, InvalidUserId, OrderId, Outcome, SaleConfig, SaleState, Strategy, UserId,
+};
+pub use store::{Store, StoreError};
+pub use strategy::buy;

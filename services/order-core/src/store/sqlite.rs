@@ -1,0 +1,269 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Why SQLite: it is transactional and on disk, and unlike most pure-Rust embedded stores it is
+//! safe for several processes on one file at once (backend replicas and the worker share it).
+//! WAL lets readers run alongside the single writer, so `sold_out` answers never wait for the
+//! write lock. `synchronous = NORMAL` in WAL mode survives a process crash (an acknowledged
+//! order is in the log) and may lose the last commits only on a power loss.
+//!
+//! Every call runs on tokio's blocking pool: SQLite calls block, and must not stall the
+//! executor's worker threads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id};
+use crate::domain::{OrderId, SaleConfig, SaleState, Strategy, UserId};
+
+/// How long a writer waits for another writer (in any process) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections per process: enough for the blocking pool to overlap reads with the one writer.
+const POOL_SIZE: u32 = 16;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS sale (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        stock    INTEGER NOT NULL CHECK (stock >= 0),
+        claimed  INTEGER NOT NULL CHECK (claimed >= 0),
+        strategy TEXT    NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS orders (
+        order_id   TEXT    PRIMARY KEY,
+        user_id    INTEGER NOT NULL UNIQUE,
+        created_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &str, initial: SaleConfig) -> Result<Self, StoreError> {
+        let path = PathBuf::from(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                spec: path.display().to_string(),
+                reason: format!("cannot create directory {}: {e}", parent.display()),
+            })?;
+        }
+        let manager = SqliteConnectionManager::file(&path).with_init(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            Ok(())
+        });
+        let pool = tokio::task::spawn_blocking(move || {
+            Pool::builder()
+                .max_size(POOL_SIZE)
+                .connection_timeout(BUSY_TIMEOUT)
+                .build(manager)
+        })
+        .await??;
+        let store = Self { pool, path };
+        store
+            .run(move |conn| {
+                // Several processes may start at once on a new file: the schema and the
+                // first sale are created in one write transaction, and only once.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute_batch(SCHEMA)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO sale (id, stock, claimed, strategy) VALUES (1, ?1, 0, ?2)",
+                    params![to_i64(initial.stock)?, initial.strategy.as_str()],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(path = %store.path.display(), "embedded store open");
+        Ok(store)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    pub async fn snapshot(&self, user: UserId) -> Result<Snapshot, StoreError> {
+        let user_id = to_i64(user.get())?;
+        self.run(move |conn| {
+            // One statement, so the sale and the buyer's order come from one read snapshot.
+            let (stock, claimed, strategy, existing_order): (i64, i64, String, Option<OrderId>) =
+                conn.prepare_cached(
+                    "SELECT stock, claimed, strategy,
+                            (SELECT order_id FROM orders WHERE user_id = ?1)
+                     FROM sale WHERE id = 1",
+                )?
+                .query_row([user_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+            let sale = SaleConfig {
+                stock: to_u64(stock)?,
+                strategy: parse_strategy(&strategy)?,
+            };
+            Ok(Snapshot {
+                sale,
+                remaining: to_u64(stock - claimed.min(stock))?,
+                existing_order,
+            })
+        })
+        .await
+    }
+
+    pub async fn count_orders(&self) -> Result<u64, StoreError> {
+        self.run(|conn| count_orders(conn)).await
+    }
+
+    pub async fn insert_order(&self, user: UserId) -> Result<InsertOutcome, StoreError> {
+        let user_id = to_i64(user.get())?;
+        self.run(move |conn| {
+            let order_id = new_order_id();
+            let inserted = conn
+                .prepare_cached("INSERT INTO orders (order_id, user_id) VALUES (?1, ?2)")?
+                .execute(params![order_id, user_id]);
+            match inserted {
+                Ok(_) => Ok(InsertOutcome::Inserted(order_id)),
+                Err(e) if is_unique_violation(&e) => {
+                    Ok(InsertOutcome::Duplicate(existing_order(conn, user_id)?))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    pub async fn claim_and_insert(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
+        let user_id = to_i64(user.get())?;
+        self.run(move |conn| {
+            // IMMEDIATE takes the write lock up front, so the checks below and the writes
+            // that follow them cannot interleave with another writer in any process.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(order_id) = find_order(&tx, user_id)? {
+                return Ok(ClaimOutcome::AlreadyOrdered(order_id));
+            }
+            let claimed = tx
+                .prepare_cached(
+                    "UPDATE sale SET claimed = claimed + 1 WHERE id = 1 AND claimed < stock",
+                )?
+                .execute([])?;
+            if claimed == 0 {
+                return Ok(ClaimOutcome::SoldOut); // dropping `tx` rolls back
+            }
+            let order_id = new_order_id();
+            tx.prepare_cached("INSERT INTO orders (order_id, user_id) VALUES (?1, ?2)")?
+                .execute(params![order_id, user_id])?;
+            tx.commit()?;
+            Ok(ClaimOutcome::Ordered(order_id))
+        })
+        .await
+    }
+
+    pub async fn reset(&self, sale: SaleConfig) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM orders", [])?;
+            tx.execute(
+                "UPDATE sale SET stock = ?1, claimed = 0, strategy = ?2 WHERE id = 1",
+                params![to_i64(sale.stock)?, sale.strategy.as_str()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn sale(&self) -> Result<SaleState, StoreError> {
+        self.run(|conn| {
+            // A read transaction, so the sale and the count come from one snapshot.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let (stock, strategy): (i64, String) =
+                tx.query_row("SELECT stock, strategy FROM sale WHERE id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let orders = count_orders(&tx)?;
+            let config = SaleConfig {
+                stock: to_u64(stock)?,
+                strategy: parse_strategy(&strategy)?,
+            };
+            Ok(SaleState::new(config, orders))
+        })
+        .await
+    }
+
+    pub async fn order_user_ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare("SELECT user_id FROM orders ORDER BY user_id")?;
+            let ids = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+            ids.map(|id| to_u64(id?)).collect()
+        })
+        .await
+    }
+}
+
+fn count_orders(conn: &Connection) -> Result<u64, StoreError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM orders")?
+        .query_row([], |r| r.get(0))?;
+    to_u64(count)
+}
+
+fn find_order(conn: &Connection, user_id: i64) -> Result<Option<OrderId>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT order_id FROM orders WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?)
+}
+
+fn existing_order(conn: &Connection, user_id: i64) -> Result<OrderId, StoreError> {
+    find_order(conn, user_id)?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "unique key refused user {user_id}, but no order found"
+        ))
+    })
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, StoreError> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+// SQLite integers are i64; user ids and stock are u64 in the domain.
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{n} does not fit the embedded store (max {})",
+            i64::MAX
+        ))
+    })
+}
+
+fn to_u64(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative value {n} in store")))
+}

@@ -1,0 +1,54 @@
+//! How a buy is decided. The same function serves the HTTP backend and the RabbitMQ worker.
+//!
+//! Both strategies first read the sale and the buyer's existing order (a read: no write lock).
+//! A buyer who already ordered is answered `already_ordered`, whatever the stock.
+//!
+//! - `count-insert` then counts the orders and, if below stock, inserts. Count and insert are
+//!   two separate store operations on purpose: that gap is the race the original experiment
+//!   measured, and concurrent buyers who all counted 99 all insert.
+//! - `conditional` answers `sold_out` straight from that read when nothing is left, so a sale
+//!   that is over never queues for the write lock; otherwise one atomic conditional claim
+//!   (which re-checks the stock itself) takes a unit and writes the order.
+
+use crate::domain::{BuyResponse, Strategy, UserId};
+use crate::store::{ClaimOutcome, InsertOutcome, Store, StoreError};
+
+/// Buys one unit for `user` under the sale's current strategy.
+#[tracing::instrument(skip_all, fields(user_id = user.get()))]
+pub async fn buy(store: &Store, user: UserId) -> Result<BuyResponse, StoreError> {
+    let snapshot = store.snapshot(user).await?;
+    if let Some(order_id) = snapshot.existing_order {
+        return Ok(BuyResponse::already_ordered(user, order_id));
+    }
+    match snapshot.sale.strategy {
+        Strategy::CountInsert => count_then_insert(store, user, snapshot.sale.stock).await,
+        Strategy::Conditional => {
+            if snapshot.remaining == 0 {
+                return Ok(BuyResponse::sold_out(user));
+            }
+            Ok(match store.claim_and_insert(user).await? {
+                ClaimOutcome::Ordered(order_id) => BuyResponse::ordered(user, order_id),
+                ClaimOutcome::AlreadyOrdered(order_id) => {
+                    BuyResponse::already_ordered(user, order_id)
+                }
+                ClaimOutcome::SoldOut => BuyResponse::sold_out(user),
+            })
+        }
+    }
+}
+
+async fn count_then_insert(
+    store: &Store,
+    user: UserId,
+    stock: u64,
+) -> Result<BuyResponse, StoreError> {
+    // Operation 1 of 2. Between this count and the insert below, other buyers may insert.
+    if store.count_orders().await? >= stock {
+        return Ok(BuyResponse::sold_out(user));
+    }
+    // Operation 2 of 2. Only the unique key on the user id is enforced here, not the stock.
+    Ok(match store.insert_order(user).await? {
+        InsertOutcome::Inserted(order_id) => BuyResponse::ordered(user, order_id),
+        InsertOutcome::Duplicate(order_id) => BuyResponse::already_ordered(user, order_id),
+    })
+}
