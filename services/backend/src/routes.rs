@@ -1,0 +1,101 @@
+//! HTTP routes: `GET /buy/{user_id}`, `GET /healthz`, `GET /sale`, `POST /admin/sale`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use order_core::{BuyResponse, SaleConfig, SaleState, Store, UserId};
+use serde_json::{Value, json};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+
+/// No request is held longer than this; a stuck store answers 503 instead of hanging a client.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    admin_token: Option<Arc<str>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, admin_token: Option<String>) -> Self {
+        Self {
+            store,
+            admin_token: admin_token.map(Arc::from),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/buy/{user_id}", get(buy))
+        // `/buy/` with an empty id would otherwise be a bare 404 with no reason.
+        .route(
+            "/buy/",
+            get(|| async { ApiError::BadRequest("user id is empty".into()) }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/sale", get(sale))
+        .route("/admin/sale", post(reset_sale))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+#[tracing::instrument(skip_all, fields(user_id = %raw_user))]
+async fn buy(
+    State(state): State<AppState>,
+    Path(raw_user): Path<String>,
+) -> Result<Json<BuyResponse>, ApiError> {
+    let user: UserId = raw_user
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+    Ok(Json(order_core::buy(&state.store, user).await?))
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+async fn sale(State(state): State<AppState>) -> Result<Json<SaleState>, ApiError> {
+    Ok(Json(state.store.sale().await?))
+}
+
+#[tracing::instrument(skip_all)]
+async fn reset_sale(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SaleConfig>, JsonRejection>,
+) -> Result<Json<SaleState>, ApiError> {
+    let expected = state
+        .admin_token
+        .as_deref()
+        .ok_or(ApiError::AdminDisabled)?;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
+        return Err(ApiError::Unauthorized);
+    }
+    let Json(sale) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    state.store.reset(sale).await?;
+    tracing::info!(stock = sale.stock, strategy = %sale.strategy, "sale reset");
+    Ok(Json(state.store.sale().await?))
+}
+
+/// Compares tokens without an early exit, so timing does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
