@@ -1,0 +1,254 @@
+//! The store contract, checked on every store available here: always the embedded SQLite
+//! store (a fresh file per test), and MongoDB when `MONGODB_URI` is set (a fresh database per
+//! test). Without `MONGODB_URI` the MongoDB half of each test says it was skipped.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use order_core::store::{InsertOutcome, Store};
+use order_core::{Outcome, SaleConfig, Strategy, UserId};
+
+fn user(id: u64) -> UserId {
+    UserId::new(id).unwrap()
+}
+
+fn sale(stock: u64, strategy: Strategy) -> SaleConfig {
+    SaleConfig { stock, strategy }
+}
+
+/// Runs `test` against a fresh SQLite store, then against a fresh MongoDB database if one is
+/// configured. Each run gets its own store opened with `initial`.
+async fn on_every_store<F, Fut>(name: &str, initial: SaleConfig, test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db");
+    test(Store::open(path.to_str().unwrap(), initial).await.unwrap()).await;
+
+    match std::env::var("MONGODB_URI") {
+        Ok(uri) => {
+            let db = format!("flashsale_test_{name}_{}", std::process::id());
+            let store = Store::open(&with_database(&uri, &db), initial)
+                .await
+                .unwrap();
+            test(store).await;
+        }
+        Err(_) => {
+            eprintln!("{name}: MongoDB part SKIPPED (set MONGODB_URI=mongodb://... to run it)")
+        }
+    }
+}
+
+/// `mongodb://host:27017/any?opts` -> `mongodb://host:27017/<db>?opts`.
+fn with_database(uri: &str, db: &str) -> String {
+    let (scheme, rest) = uri
+        .split_once("://")
+        .expect("MONGODB_URI is a mongodb:// URI");
+    let (rest, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(r, q)| (r, Some(q)));
+    let hosts = rest.split_once('/').map_or(rest, |(hosts, _)| hosts);
+    match query {
+        Some(q) => format!("{scheme}://{hosts}/{db}?{q}"),
+        None => format!("{scheme}://{hosts}/{db}"),
+    }
+}
+
+#[tokio::test]
+async fn count_insert_is_two_operations_so_two_buyers_can_both_take_the_last_unit() {
+    on_every_store(
+        "interleave",
+        sale(1, Strategy::CountInsert),
+        |store| async move {
+            // Both buyers count before either inserts: each sees 0 orders, below a stock of 1.
+            let seen_by_a = store.count_orders().await.unwrap();
+            let seen_by_b = store.count_orders().await.unwrap();
+            assert_eq!((seen_by_a, seen_by_b), (0, 0));
+
+            // Then both insert. Nothing in the insert looks at the stock.
+            assert!(matches!(
+                store.insert_order(user(1)).await.unwrap(),
+                InsertOutcome::Inserted(_)
+            ));
+            assert!(matches!(
+                store.insert_order(user(2)).await.unwrap(),
+                InsertOutcome::Inserted(_)
+            ));
+
+            let state = store.sale().await.unwrap();
+            assert_eq!((state.stock, state.orders, state.oversold), (1, 2, 1));
+            assert_eq!(store.order_user_ids().await.unwrap(), vec![1, 2]);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_unique_key_refuses_a_second_order_for_one_user_and_returns_the_first() {
+    on_every_store(
+        "unique",
+        sale(10, Strategy::CountInsert),
+        |store| async move {
+            let InsertOutcome::Inserted(first) = store.insert_order(user(7)).await.unwrap() else {
+                panic!("first insert must succeed")
+            };
+            assert_eq!(
+                store.insert_order(user(7)).await.unwrap(),
+                InsertOutcome::Duplicate(first)
+            );
+            assert_eq!(store.count_orders().await.unwrap(), 1);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn conditional_never_oversells_under_concurrent_buyers() {
+    on_every_store(
+        "conditional",
+        sale(20, Strategy::Conditional),
+        |store| async move {
+            let buyers = (1..=200).map(|id| {
+                let store = store.clone();
+                tokio::spawn(async move { order_core::buy(&store, user(id)).await.unwrap() })
+            });
+            let answers = futures_util::future::join_all(buyers).await;
+            let ordered: HashSet<u64> = answers
+                .into_iter()
+                .map(|a| a.unwrap())
+                .filter(|a| a.outcome == Outcome::Ordered)
+                .map(|a| a.user_id)
+                .collect();
+
+            assert_eq!(ordered.len(), 20);
+            let held: HashSet<u64> = store.order_user_ids().await.unwrap().into_iter().collect();
+            assert_eq!(
+                held, ordered,
+                "every ordered answer is in the store, and nothing else"
+            );
+            assert_eq!(store.sale().await.unwrap().oversold, 0);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sold_out_conditional_sale_still_answers_a_repeat_buyer_with_their_order() {
+    on_every_store(
+        "repeat",
+        sale(1, Strategy::Conditional),
+        |store| async move {
+            let first = order_core::buy(&store, user(1)).await.unwrap();
+            assert_eq!(first.outcome, Outcome::Ordered);
+            assert_eq!(
+                order_core::buy(&store, user(2)).await.unwrap().outcome,
+                Outcome::SoldOut
+            );
+            let again = order_core::buy(&store, user(1)).await.unwrap();
+            assert_eq!(again.outcome, Outcome::AlreadyOrdered);
+            assert_eq!(again.order_id, first.order_id);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reset_drops_orders_and_sets_stock_and_strategy() {
+    on_every_store(
+        "reset",
+        sale(5, Strategy::CountInsert),
+        |store| async move {
+            for id in 1..=3 {
+                order_core::buy(&store, user(id)).await.unwrap();
+            }
+            store.reset(sale(2, Strategy::Conditional)).await.unwrap();
+
+            let state = store.sale().await.unwrap();
+            assert_eq!(
+                (state.stock, state.orders, state.strategy),
+                (2, 0, Strategy::Conditional)
+            );
+            // The old buyers are new buyers again.
+            assert_eq!(
+                order_core::buy(&store, user(1)).await.unwrap().outcome,
+                Outcome::Ordered
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_reset_racing_conditional_buyers_leaves_orders_and_claims_in_step() {
+    on_every_store(
+        "reset_race",
+        sale(50, Strategy::Conditional),
+        |store| async move {
+            let store = Arc::new(store);
+            let buyers: Vec<_> = (1..=300)
+                .map(|id| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move { order_core::buy(&store, user(id)).await.unwrap() })
+                })
+                .collect();
+            // Resets land while buyers are claiming; each must swap the whole sale at once.
+            for stock in [40, 30] {
+                tokio::task::yield_now().await;
+                store
+                    .reset(sale(stock, Strategy::Conditional))
+                    .await
+                    .unwrap();
+            }
+            futures_util::future::join_all(buyers).await;
+
+            // Claims (stock - remaining) and orders held must agree: a reset that dropped the
+            // orders and the claims in separate steps would leave them apart.
+            let state = store.sale().await.unwrap();
+            let left = store
+                .snapshot(user(u64::from(u32::MAX)))
+                .await
+                .unwrap()
+                .remaining;
+            assert_eq!(state.stock, 30);
+            assert_eq!(state.orders + left, state.stock, "{state:?}, {left} left");
+            assert_eq!(state.oversold, 0);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_store_opened_twice_on_one_file_shares_one_sale_and_never_oversells() {
+    // Two pools on one file stand in for two processes (backend replicas and the worker).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let path = path.to_str().unwrap();
+    let first = Store::open(path, sale(25, Strategy::Conditional))
+        .await
+        .unwrap();
+    // A second opener with another initial sale joins the existing one rather than resetting it.
+    let second = Store::open(path, sale(999, Strategy::CountInsert))
+        .await
+        .unwrap();
+    assert_eq!(second.sale().await.unwrap().stock, 25);
+
+    let buyers = (1..=200).map(|id| {
+        let store = if id % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tokio::spawn(async move { order_core::buy(&store, user(id)).await.unwrap().outcome })
+    });
+    let outcomes = futures_util::future::join_all(buyers).await;
+    let ordered = outcomes
+        .into_iter()
+        .filter(|o| *o.as_ref().unwrap() == Outcome::Ordered)
+        .count();
+
+    assert_eq!(ordered, 25);
+    assert_eq!(first.sale().await.unwrap().orders, 25);
+}
