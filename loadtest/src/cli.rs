@@ -1,0 +1,274 @@
+//! Command-line options. Every option is also an environment variable
+//! (`FLASHSALE_` + the option in upper snake case), like the other binaries, so docker
+//! compose and scripts configure it the same way. The admin token is never printed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load generator and report tool for the flash-sale service"
+)]
+pub struct Opts {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Drive one URL (closed or open loop) and write a JSON and Markdown report.
+    Run(RunOpts),
+    /// Print (and optionally write) one side-by-side table of several reports.
+    Compare(CompareOpts),
+    /// Merge reports from several load machines (HDR histogram merge) into one.
+    Merge(MergeOpts),
+    /// The original experiment in one command: strategies x routes x concurrency.
+    Matrix(MatrixOpts),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunOpts {
+    /// Full URL to drive, e.g. http://127.0.0.1:5000/http/buy
+    #[arg(env = "FLASHSALE_URL")]
+    pub url: String,
+
+    /// Concurrent clients, each on its own keep-alive connection.
+    #[arg(
+        short = 'c',
+        long,
+        env = "FLASHSALE_CONCURRENCY",
+        default_value_t = 100
+    )]
+    pub concurrency: usize,
+
+    /// Requests per client (siege's -r). Default 10 when neither -n nor -t is given.
+    #[arg(short = 'r', long, env = "FLASHSALE_REPETITIONS", conflicts_with_all = ["requests", "duration"])]
+    pub repetitions: Option<u64>,
+
+    /// Requests in total.
+    #[arg(
+        short = 'n',
+        long,
+        env = "FLASHSALE_REQUESTS",
+        conflicts_with = "duration"
+    )]
+    pub requests: Option<u64>,
+
+    /// Send for this long (e.g. 10s, 500ms, 2m; a bare number is seconds).
+    #[arg(short = 't', long, env = "FLASHSALE_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Open loop: this many requests per second on a fixed schedule; latency is measured
+    /// from each request's intended send time (coordinated omission corrected).
+    #[arg(long, env = "FLASHSALE_RATE")]
+    pub rate: Option<f64>,
+
+    /// Warm up the connections and the server this long before the sale reset and the
+    /// measurement (warm-up buyers use ids from 2^40 on).
+    #[arg(long, env = "FLASHSALE_WARMUP", value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+
+    /// Per-request timeout in milliseconds (connect included).
+    #[arg(long, env = "FLASHSALE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub timeout_ms: u64,
+
+    /// First user id; each request carries the next distinct id as `user=<id>`.
+    #[arg(long, env = "FLASHSALE_USER_START", default_value_t = 1)]
+    pub user_start: u64,
+
+    /// Send the URL as given, without `user=<id>`.
+    #[arg(long, env = "FLASHSALE_NO_USER_IDS")]
+    pub no_user_ids: bool,
+
+    /// Admin token: when given, the sale is reset (stock, strategy) before the run.
+    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Stock to reset the sale to (with --admin-token).
+    #[arg(long, env = "FLASHSALE_STOCK", default_value_t = 100)]
+    pub stock: u64,
+
+    /// Strategy to reset the sale to (with --admin-token): count-insert or conditional.
+    #[arg(long, env = "FLASHSALE_STRATEGY", default_value = "count-insert")]
+    pub strategy: String,
+
+    /// Report name: files are <out>/<label>.json and .md. Default: <route>-c<c>.
+    #[arg(long, env = "FLASHSALE_LABEL")]
+    pub label: Option<String>,
+
+    /// Route name in the report. Default: from the URL path (http, mq, default).
+    #[arg(long, env = "FLASHSALE_ROUTE")]
+    pub route: Option<String>,
+
+    /// Directory for the reports.
+    #[arg(long, env = "FLASHSALE_OUT", default_value = "results")]
+    pub out: PathBuf,
+
+    /// Longest wait for the store to settle after the run, in milliseconds.
+    #[arg(long, env = "FLASHSALE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
+
+    /// No progress line.
+    #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareOpts {
+    /// Reports to compare (run, merge or matrix JSON).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+
+    /// Also write the table as Markdown to this file.
+    #[arg(long, env = "FLASHSALE_MARKDOWN")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeOpts {
+    /// Run reports of one test driven from several load machines at once.
+    #[arg(required = true, num_args = 2..)]
+    pub reports: Vec<PathBuf>,
+
+    /// Name of the merged report.
+    #[arg(long, env = "FLASHSALE_LABEL", default_value = "merged")]
+    pub label: String,
+
+    /// Directory for the merged report.
+    #[arg(long, env = "FLASHSALE_OUT", default_value = "results")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MatrixOpts {
+    /// The front tier's origin, e.g. http://127.0.0.1:5000
+    #[arg(env = "FLASHSALE_TARGET")]
+    pub target: String,
+
+    /// Admin token (required: every step resets the sale).
+    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Directory for the combined report.
+    #[arg(long, env = "FLASHSALE_OUT", default_value = "results")]
+    pub out: PathBuf,
+
+    /// Name of the combined report: <out>/<label>.json, .md and SVG plots.
+    #[arg(long, env = "FLASHSALE_LABEL", default_value = "matrix")]
+    pub label: String,
+
+    /// Stock for every step.
+    #[arg(long, env = "FLASHSALE_STOCK", default_value_t = 100)]
+    pub stock: u64,
+
+    /// Concurrency levels (comma-separated).
+    #[arg(
+        long,
+        env = "FLASHSALE_CONCURRENCY",
+        value_delimiter = ',',
+        default_value = "100,300,500"
+    )]
+    pub concurrency: Vec<usize>,
+
+    /// Requests per client in every step (siege's -r).
+    #[arg(long, short = 'r', env = "FLASHSALE_REPETITIONS", default_value_t = 10)]
+    pub repetitions: u64,
+
+    /// Strategies (comma-separated).
+    #[arg(
+        long,
+        env = "FLASHSALE_STRATEGIES",
+        value_delimiter = ',',
+        default_value = "count-insert,conditional"
+    )]
+    pub strategies: Vec<String>,
+
+    /// Routes (comma-separated): http, mq, or default (the front tier's /buy).
+    #[arg(
+        long,
+        env = "FLASHSALE_ROUTES",
+        value_delimiter = ',',
+        default_value = "http,mq"
+    )]
+    pub routes: Vec<String>,
+
+    /// Per-request timeout in milliseconds.
+    #[arg(long, env = "FLASHSALE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub timeout_ms: u64,
+
+    /// First user id of every step (the sale is reset between steps).
+    #[arg(long, env = "FLASHSALE_USER_START", default_value_t = 1)]
+    pub user_start: u64,
+
+    /// Longest wait for the store to settle between steps, in milliseconds.
+    #[arg(long, env = "FLASHSALE_DRAIN_TIMEOUT_MS", default_value_t = 60_000)]
+    pub drain_timeout_ms: u64,
+
+    /// No progress line.
+    #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
+    pub quiet: bool,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 10s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{s}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn matrix_defaults_are_the_original_experiment() {
+        let opts = Opts::parse_from(["loadtest", "matrix", "http://frontend:5000"]);
+        let Command::Matrix(m) = opts.command else {
+            panic!("not matrix")
+        };
+        assert_eq!(m.concurrency, vec![100, 300, 500]);
+        assert_eq!(m.repetitions, 10);
+        assert_eq!(m.stock, 100);
+        assert_eq!(m.routes, vec!["http", "mq"]);
+        assert_eq!(m.strategies, vec!["count-insert", "conditional"]);
+        assert_eq!(m.out, PathBuf::from("results"));
+        assert_eq!(m.label, "matrix");
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Opts::command().debug_assert();
+    }
+}

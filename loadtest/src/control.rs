@@ -1,0 +1,160 @@
+//! Control calls to the target's origin: reset the sale, read it, wait for it to settle.
+//!
+//! These go through reqwest (not the hot loop): they are few, and reqwest gives timeouts,
+//! JSON and clear errors for free. A target without `/sale` is fine: the store is then
+//! "not read" and oversell is unknown.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::LoadtestError;
+
+/// The sale's state as the store sees it (`GET /sale`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    pub stock: u64,
+    pub orders: u64,
+    #[serde(default)]
+    pub oversold: Option<u64>,
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
+impl Sale {
+    /// Orders beyond stock; computed when the server does not say.
+    pub fn oversold(&self) -> u64 {
+        self.oversold
+            .unwrap_or_else(|| self.orders.saturating_sub(self.stock))
+    }
+}
+
+#[derive(Serialize)]
+struct ResetBody<'a> {
+    stock: u64,
+    strategy: &'a str,
+}
+
+/// A client for one origin's control endpoints.
+#[derive(Debug, Clone)]
+pub struct Control {
+    client: reqwest::Client,
+    origin: String,
+}
+
+impl Control {
+    pub fn new(origin: &str, timeout: Duration) -> Result<Self, LoadtestError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            // The target is always addressed directly; a proxy in the environment would
+            // change what is measured.
+            .no_proxy()
+            .build()
+            .map_err(|e| LoadtestError::Control {
+                url: origin.to_string(),
+                reason: format!("cannot build HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            client,
+            origin: origin.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn failed(&self, url: &str, e: reqwest::Error) -> LoadtestError {
+        if e.is_connect() {
+            LoadtestError::Unreachable {
+                target: self.origin.clone(),
+                reason: "connection refused or failed".into(),
+            }
+        } else if e.is_timeout() {
+            LoadtestError::Unreachable {
+                target: self.origin.clone(),
+                reason: "timed out".into(),
+            }
+        } else {
+            LoadtestError::Control {
+                url: url.to_string(),
+                reason: e.to_string(),
+            }
+        }
+    }
+
+    /// Resets the sale (drops orders, sets stock and strategy) through `POST /admin/sale`.
+    pub async fn reset_sale(
+        &self,
+        token: &str,
+        stock: u64,
+        strategy: &str,
+    ) -> Result<(), LoadtestError> {
+        let url = format!("{}/admin/sale", self.origin);
+        let response = self
+            .client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&ResetBody { stock, strategy })
+            .send()
+            .await
+            .map_err(|e| self.failed(&url, e))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            401 | 403 => Err(LoadtestError::AdminTokenRefused {
+                origin: self.origin.clone(),
+            }),
+            404 => Err(LoadtestError::AdminApiOff {
+                origin: self.origin.clone(),
+            }),
+            status => {
+                let body = response.text().await.unwrap_or_default();
+                Err(LoadtestError::AdminFailed {
+                    origin: self.origin.clone(),
+                    status,
+                    body: body.chars().take(200).collect(),
+                })
+            }
+        }
+    }
+
+    /// Reads `GET /sale`. `Ok(None)` when the target has no sale endpoint (not found, or
+    /// not the sale JSON): the caller reports the store as not read.
+    pub async fn read_sale(&self) -> Result<Option<Sale>, LoadtestError> {
+        let url = format!("{}/sale", self.origin);
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.failed(&url, e))?;
+        if !response.status().is_success() {
+            return Ok(None);
+        }
+        Ok(response.json::<Sale>().await.ok())
+    }
+
+    /// Waits until the sale's order count is stable across two reads `interval` apart
+    /// (work still queued behind timed-out requests has landed), at most `max` long.
+    /// Returns the last read; `None` when the target has no sale endpoint.
+    pub async fn wait_until_drained(
+        &self,
+        interval: Duration,
+        max: Duration,
+    ) -> Result<Option<Sale>, LoadtestError> {
+        let deadline = Instant::now() + max;
+        let Some(mut last) = self.read_sale().await? else {
+            return Ok(None);
+        };
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(now) = self.read_sale().await? else {
+                return Ok(None);
+            };
+            if now.orders == last.orders || Instant::now() >= deadline {
+                return Ok(Some(now));
+            }
+            last = now;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! `loadtest`: the flash-sale service's load generator and report tool.
+//!
+//! - [`engine`] drives the target: keep-alive hyper HTTP/1 connections, closed or open
+//!   loop, one HDR histogram per client;
+//! - [`control`] resets and reads the sale through the target's origin (reqwest);
+//! - [`report`] turns a run into the JSON and Markdown report; [`plot`] draws SVGs;
+//! - [`compare`], [`merge`] and [`matrix`] build on reports;
+//! - [`cli`] holds the options, and [`execute`] runs one command. `main` only prints.
+
+pub mod cli;
+pub mod compare;
+pub mod control;
+pub mod engine;
+pub mod error;
+pub mod matrix;
+pub mod merge;
+pub mod outcome;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod target;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::LoadtestError;
+
+use cli::{Command, CompareOpts, MergeOpts, Opts, RunOpts};
+use control::{Control, Sale};
+use engine::{Counters, Plan, Stop};
+use matrix::MatrixReport;
+use progress::Progress;
+use report::{Mode, Report, RunInfo};
+use target::Target;
+
+/// Interval between the reads that decide the store has settled.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What a command produced; `Display` is what the binary prints on stdout.
+#[derive(Debug)]
+pub enum Output {
+    Run {
+        report: Box<Report>,
+        files: Vec<PathBuf>,
+    },
+    Compare {
+        table: String,
+        files: Vec<PathBuf>,
+    },
+    Merge {
+        report: Box<Report>,
+        files: Vec<PathBuf>,
+    },
+    Matrix {
+        report: Box<MatrixReport>,
+        files: Vec<PathBuf>,
+    },
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (text, files) = match self {
+            Output::Run { report, files } | Output::Merge { report, files } => {
+                (report.markdown(), files)
+            }
+            Output::Compare { table, files } => (table.clone(), files),
+            Output::Matrix { report, files } => (report.markdown(), files),
+        };
+        writeln!(f, "{text}")?;
+        for file in files {
+            writeln!(f, "wrote {}", file.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one command.
+pub async fn execute(opts: Opts) -> Result<Output, LoadtestError> {
+    match opts.command {
+        Command::Run(o) => {
+            let (report, files) = run(&o).await?;
+            Ok(Output::Run {
+                report: Box::new(report),
+                files,
+            })
+        }
+        Command::Compare(o) => compare(&o),
+        Command::Merge(o) => merge(&o),
+        Command::Matrix(o) => {
+            let (report, files) = matrix::run(&o).await?;
+            Ok(Output::Matrix {
+                report: Box::new(report),
+                files,
+            })
+        }
+    }
+}
+
+/// `loadtest run`: reset (with a token), drive, read the store, write the report.
+pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError> {
+    let target = Target::parse(&opts.url, !opts.no_user_ids)?;
+    let stop = match (opts.repetitions, opts.requests, opts.duration) {
+        (_, Some(n), _) => Stop::Requests(n),
+        (_, _, Some(d)) => Stop::Duration(d),
+        (r, None, None) => Stop::Repetitions(r.unwrap_or(10)),
+    };
+    let route = opts.route.clone().unwrap_or_else(|| target.route_name());
+    let label = match &opts.label {
+        Some(label) => label.clone(),
+        None => format!(
+            "{}-c{}",
+            route.trim_start_matches('/').replace('/', "-"),
+            opts.concurrency
+        ),
+    };
+    check_label(&label)?;
+    report::ensure_writable(&opts.out)?;
+    let addr = preflight(&target).await?;
+    let control = Control::new(&target.origin, control_timeout(opts.timeout_ms))?;
+
+    let plan = Plan {
+        target: target.clone(),
+        addr,
+        concurrency: opts.concurrency,
+        stop,
+        rate: opts.rate,
+        timeout: Duration::from_millis(opts.timeout_ms),
+        user_start: opts.user_start,
+        warmup: opts.warmup,
+    };
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(&label, counters.clone(), plan.total_requests(), opts.quiet);
+    let result = engine::run(&plan, counters, || async {
+        match &opts.admin_token {
+            Some(token) => control.reset_sale(token, opts.stock, &opts.strategy).await,
+            None => Ok(()),
+        }
+    })
+    .await;
+    progress.finish();
+    let result = result?;
+
+    let sale = read_store(&control, Duration::from_millis(opts.drain_timeout_ms)).await;
+    let info = RunInfo {
+        label,
+        route,
+        target: target.url.clone(),
+        mode: if opts.rate.is_some() {
+            Mode::Open
+        } else {
+            Mode::Closed
+        },
+        concurrency: opts.concurrency as u64,
+        repetitions: match stop {
+            Stop::Repetitions(r) => Some(r),
+            _ => None,
+        },
+        rate_rps: opts.rate,
+        duration_s: opts.duration.map(|d| d.as_secs_f64()),
+        timeout_ms: opts.timeout_ms,
+        user_start: target.with_user_ids().then_some(opts.user_start),
+        strategy: opts.admin_token.as_ref().map(|_| opts.strategy.clone()),
+    };
+    let report = Report::new(info, &result, sale.as_ref())?;
+    let mut files = report.write(&opts.out)?;
+    let svg = opts.out.join(format!("{}-latency.svg", report.label));
+    plot::latency_percentiles(
+        &svg,
+        &format!("{}: latency by percentile", report.label),
+        std::slice::from_ref(&report),
+    )?;
+    files.push(svg);
+    Ok((report, files))
+}
+
+fn compare(opts: &CompareOpts) -> Result<Output, LoadtestError> {
+    let reports = compare::load_reports(&opts.reports)?;
+    let table = compare::table(&reports);
+    let mut files = Vec::new();
+    if let Some(path) = &opts.markdown {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            LoadtestError::BadOptions(format!("--markdown {} is not a file name", path.display()))
+        })?;
+        files.push(report::write_file(dir, name, &table)?);
+    }
+    Ok(Output::Compare { table, files })
+}
+
+fn merge(opts: &MergeOpts) -> Result<Output, LoadtestError> {
+    check_label(&opts.label)?;
+    report::ensure_writable(&opts.out)?;
+    let reports = compare::load_reports(&opts.reports)?;
+    let merged = merge::merge(&reports, &opts.label)?;
+    let files = merged.write(&opts.out)?;
+    Ok(Output::Merge {
+        report: Box::new(merged),
+        files,
+    })
+}
+
+/// A label names files: keep it to one plain file name.
+pub fn check_label(label: &str) -> Result<(), LoadtestError> {
+    if label.is_empty() || label.contains(['/', '\\']) || label.starts_with('.') {
+        return Err(LoadtestError::BadOptions(format!(
+            "--label `{label}` must be a plain file name (no slashes, not starting with a dot)"
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves the target and opens one connection, so an unreachable target fails with
+/// one clear line before any load is planned.
+pub async fn preflight(target: &Target) -> Result<std::net::SocketAddr, LoadtestError> {
+    let addr = target.resolve().await?;
+    let unreachable = |reason: String| LoadtestError::Unreachable {
+        target: target.origin.clone(),
+        reason,
+    };
+    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(addr),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable("connect timed out after 5 s".into())),
+    }
+}
+
+/// Control calls get at least 10 s: a sale reset on a busy store is not instant.
+pub fn control_timeout(timeout_ms: u64) -> Duration {
+    Duration::from_millis(timeout_ms.max(10_000))
+}
+
+/// Waits for the store to settle and reads it; a failed read leaves the store unread
+/// (with a warning) rather than losing the run's measurements.
+pub async fn read_store(control: &Control, max: Duration) -> Option<Sale> {
+    match control.wait_until_drained(DRAIN_INTERVAL, max).await {
+        Ok(sale) => sale,
+        Err(e) => {
+            eprintln!("loadtest: warning: the store was not read: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Merging reports of one test driven from several load machines at once.
+//!
+//! Histograms merge exactly (HDR add), so the merged percentiles are those of all
+//! requests together, not an average of percentiles. Counts add up; the runs overlapped,
+//! so the merged elapsed time is the longest one and throughput is total answers over it.
+//! The store is shared: the merged store fields come from the last read (most orders).
+
+use crate::engine::new_histogram;
+use crate::error::LoadtestError;
+use crate::outcome::Outcomes;
+use crate::report::{Latency, Report, SerializedHistogram, rate, round3};
+
+/// Merges `reports` into one report named `label`.
+pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
+    let Some(first) = reports.first() else {
+        return Err(LoadtestError::BadOptions(
+            "merge needs at least one report".into(),
+        ));
+    };
+    let mut histogram = new_histogram();
+    let mut outcomes = Outcomes::default();
+    for r in reports {
+        histogram
+            .add(&r.decode_histogram()?)
+            .map_err(|e| LoadtestError::Histogram(format!("{e:?}")))?;
+        outcomes.add(&r.outcomes);
+    }
+    let elapsed_s = reports.iter().map(|r| r.elapsed_s).fold(0.0, f64::max);
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+    let store = reports
+        .iter()
+        .filter(|r| r.store_read)
+        .max_by_key(|r| r.orders_in_store.unwrap_or(0));
+    let ordered_users = sum(|r| r.ordered_users);
+    let same = |f: fn(&Report) -> String| {
+        let v = f(first);
+        if reports.iter().all(|r| f(r) == v) {
+            v
+        } else {
+            "mixed".to_string()
+        }
+    };
+    let responses = outcomes.answered();
+    Ok(Report {
+        label: label.to_string(),
+        route: same(|r| r.route.clone()),
+        strategy: store
+            .and_then(|r| r.strategy.clone())
+            .or(first.strategy.clone()),
+        target: same(|r| r.target.clone()),
+        concurrency: sum(|r| r.concurrency),
+        rate_rps: reports.iter().map(|r| r.rate_rps).sum(),
+        requests: outcomes.total(),
+        responses,
+        errors: outcomes.errors(),
+        elapsed_s: round3(elapsed_s),
+        throughput_rps: rate(responses, elapsed_s),
+        latency_ms: Latency::from_histogram(&histogram),
+        outcomes,
+        store_read: store.is_some(),
+        stock: store.and_then(|r| r.stock),
+        orders_in_store: store.and_then(|r| r.orders_in_store),
+        oversold: store.and_then(|r| r.oversold),
+        ordered_responses: outcomes.ordered,
+        ordered_users,
+        lost_orders: store
+            .and_then(|r| r.orders_in_store)
+            .map(|orders| ordered_users.saturating_sub(orders)),
+        started_at: reports
+            .iter()
+            .map(|r| r.started_at.clone())
+            .min()
+            .unwrap_or_default(),
+        merged_from: reports.iter().map(|r| r.label.clone()).collect(),
+        histogram: SerializedHistogram::encode(&histogram)?,
+        ..first.clone()
+    })
+}

@@ -1,0 +1,436 @@
+//! The run report: JSON (every field of the design, plus the HDR histogram so reports can
+//! be merged) and a Markdown summary.
+//!
+//! Latencies are in milliseconds in the summary fields and in microseconds inside the
+//! histogram. `throughput_rps` counts answered requests (any status) per second of
+//! `elapsed_s`, as siege's transaction rate does. `lost_orders` is the number of distinct
+//! buyers answered `ordered` that the store's order count cannot account for (a lower
+//! bound: the store only reports a count); it must be 0.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+use crate::control::Sale;
+use crate::engine::{RunResult, new_histogram};
+use crate::error::LoadtestError;
+use crate::outcome::Outcomes;
+
+/// Version of the report layout; bumped when a field changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How the histogram is stored in the JSON.
+pub const HISTOGRAM_ENCODING: &str = "hdrhistogram-v2-deflate-base64";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Closed,
+    Open,
+}
+
+/// Latency summary in milliseconds, over answered requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| round3(us as f64 / 1000.0);
+        Self {
+            min: ms(h.min()),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: round3(h.mean() / 1000.0),
+        }
+    }
+}
+
+/// The machine the load ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: u64,
+    pub os: String,
+    pub arch: String,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+impl Machine {
+    pub fn this() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let pretty = fs::read_to_string("/etc/os-release").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        });
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_string());
+        let os = match (pretty, kernel) {
+            (Some(p), Some(k)) => format!("{p}, kernel {k}"),
+            (Some(p), None) => p,
+            (None, Some(k)) => format!("{}, kernel {k}", std::env::consts::OS),
+            (None, None) => std::env::consts::OS.to_string(),
+        };
+        let cpu = fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        });
+        let hostname = fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string());
+        Self {
+            cores,
+            os,
+            arch: std::env::consts::ARCH.to_string(),
+            cpu,
+            hostname,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let cpu = self.cpu.as_deref().unwrap_or("unknown CPU");
+        format!("{} cores ({cpu}), {} {}", self.cores, self.os, self.arch)
+    }
+}
+
+/// The serialized HDR histogram of latencies (microseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerializedHistogram {
+    pub encoding: String,
+    pub unit: String,
+    pub data: String,
+}
+
+impl SerializedHistogram {
+    pub fn encode(h: &Histogram<u64>) -> Result<Self, LoadtestError> {
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(h, &mut bytes)
+            .map_err(|e| LoadtestError::Histogram(format!("cannot serialize: {e:?}")))?;
+        Ok(Self {
+            encoding: HISTOGRAM_ENCODING.to_string(),
+            unit: "us".to_string(),
+            data: BASE64.encode(bytes),
+        })
+    }
+
+    pub fn decode(&self) -> Result<Histogram<u64>, LoadtestError> {
+        if self.encoding != HISTOGRAM_ENCODING || self.unit != "us" {
+            return Err(LoadtestError::Histogram(format!(
+                "unknown encoding `{}` in `{}`",
+                self.encoding, self.unit
+            )));
+        }
+        let bytes = BASE64
+            .decode(&self.data)
+            .map_err(|e| LoadtestError::Histogram(format!("bad base64: {e}")))?;
+        let decoded: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut Cursor::new(bytes))
+            .map_err(|e| LoadtestError::Histogram(format!("cannot deserialize: {e:?}")))?;
+        // Re-home into the standard bounds so histograms from any report add up.
+        let mut h = new_histogram();
+        h.add(&decoded)
+            .map_err(|e| LoadtestError::Histogram(format!("out of range: {e:?}")))?;
+        Ok(h)
+    }
+}
+
+/// One run's report. Field names are the JSON contract (see `schema/report.schema.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub label: String,
+    pub route: String,
+    /// The strategy the store reported after the run (or the one reset to).
+    pub strategy: Option<String>,
+    pub target: String,
+    pub mode: Mode,
+    pub concurrency: u64,
+    pub repetitions: Option<u64>,
+    pub rate_rps: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub timeout_ms: u64,
+    /// First user id sent; `None` when requests carried no user id.
+    pub user_start: Option<u64>,
+    pub requests: u64,
+    pub responses: u64,
+    pub errors: u64,
+    pub elapsed_s: f64,
+    pub throughput_rps: f64,
+    pub latency_ms: Latency,
+    pub outcomes: Outcomes,
+    /// Whether `/sale` was read after the run; when false the store fields are null.
+    pub store_read: bool,
+    pub stock: Option<u64>,
+    pub orders_in_store: Option<u64>,
+    pub oversold: Option<u64>,
+    pub ordered_responses: u64,
+    /// Distinct user ids answered `ordered`.
+    pub ordered_users: u64,
+    pub lost_orders: Option<u64>,
+    pub machine: Machine,
+    pub started_at: String,
+    /// Labels of the reports this one merges (empty for a single run).
+    #[serde(default)]
+    pub merged_from: Vec<String>,
+    pub histogram: SerializedHistogram,
+}
+
+/// How a run was configured, for the report.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub label: String,
+    pub route: String,
+    pub target: String,
+    pub mode: Mode,
+    pub concurrency: u64,
+    pub repetitions: Option<u64>,
+    pub rate_rps: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub timeout_ms: u64,
+    pub user_start: Option<u64>,
+    pub strategy: Option<String>,
+}
+
+impl Report {
+    pub fn new(
+        info: RunInfo,
+        result: &RunResult,
+        sale: Option<&Sale>,
+    ) -> Result<Self, LoadtestError> {
+        let elapsed_s = result.elapsed.as_secs_f64();
+        let responses = result.outcomes.answered();
+        let ordered_users = result.ordered_users.len() as u64;
+        let mut report = Self {
+            schema_version: SCHEMA_VERSION,
+            label: info.label,
+            route: info.route,
+            strategy: sale.and_then(|s| s.strategy.clone()).or(info.strategy),
+            target: info.target,
+            mode: info.mode,
+            concurrency: info.concurrency,
+            repetitions: info.repetitions,
+            rate_rps: info.rate_rps,
+            duration_s: info.duration_s,
+            timeout_ms: info.timeout_ms,
+            user_start: info.user_start,
+            requests: result.requests,
+            responses,
+            errors: result.outcomes.errors(),
+            elapsed_s: round3(elapsed_s),
+            throughput_rps: rate(responses, elapsed_s),
+            latency_ms: Latency::from_histogram(&result.histogram),
+            outcomes: result.outcomes,
+            store_read: false,
+            stock: None,
+            orders_in_store: None,
+            oversold: None,
+            ordered_responses: result.outcomes.ordered,
+            ordered_users,
+            lost_orders: None,
+            machine: Machine::this(),
+            started_at: rfc3339(result.started_at),
+            merged_from: Vec::new(),
+            histogram: SerializedHistogram::encode(&result.histogram)?,
+        };
+        report.set_store(sale);
+        Ok(report)
+    }
+
+    /// Fills the store fields from a `/sale` read (or marks the store as not read).
+    pub fn set_store(&mut self, sale: Option<&Sale>) {
+        self.store_read = sale.is_some();
+        self.stock = sale.map(|s| s.stock);
+        self.orders_in_store = sale.map(|s| s.orders);
+        self.oversold = sale.map(Sale::oversold);
+        self.lost_orders = sale.map(|s| self.ordered_users.saturating_sub(s.orders));
+    }
+
+    pub fn decode_histogram(&self) -> Result<Histogram<u64>, LoadtestError> {
+        self.histogram.decode()
+    }
+
+    /// Reads a report written by `write`.
+    pub fn load(path: &Path) -> Result<Self, LoadtestError> {
+        let text = fs::read_to_string(path).map_err(|e| LoadtestError::ReadReport {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| LoadtestError::ReadReport {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `<dir>/<label>.json` and `<dir>/<label>.md`; returns their paths.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, LoadtestError> {
+        let json = serde_json::to_string_pretty(self).expect("a report always serializes");
+        let json_path = write_file(dir, &format!("{}.json", self.label), &json)?;
+        let md_path = write_file(dir, &format!("{}.md", self.label), &self.markdown())?;
+        Ok(vec![json_path, md_path])
+    }
+
+    /// A short Markdown summary of the run.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Load test `{}`\n", self.label);
+        let _ = writeln!(
+            md,
+            "{} loop, {} against `{}`, started {} on {}.\n",
+            match self.mode {
+                Mode::Closed => "Closed",
+                Mode::Open => "Open",
+            },
+            self.shape(),
+            self.target,
+            self.started_at,
+            self.machine.describe()
+        );
+        if !self.merged_from.is_empty() {
+            let _ = writeln!(md, "Merged from: {}.\n", self.merged_from.join(", "));
+        }
+        let l = &self.latency_ms;
+        let _ = writeln!(md, "| metric | value |\n|---|---|");
+        let rows: Vec<(&str, String)> = vec![
+            ("route", self.route.clone()),
+            ("strategy", opt(&self.strategy)),
+            ("requests", self.requests.to_string()),
+            ("elapsed (s)", format!("{:.3}", self.elapsed_s)),
+            ("trans/sec", format!("{:.2}", self.throughput_rps)),
+            (
+                "latency min / mean (ms)",
+                format!("{:.3} / {:.3}", l.min, l.mean),
+            ),
+            (
+                "latency p50 / p90 (ms)",
+                format!("{:.3} / {:.3}", l.p50, l.p90),
+            ),
+            (
+                "latency p99 / p99.9 (ms)",
+                format!("{:.3} / {:.3}", l.p99, l.p999),
+            ),
+            ("longest (s)", format!("{:.3}", l.max / 1000.0)),
+            ("ordered responses", self.ordered_responses.to_string()),
+            ("stock", opt(&self.stock)),
+            ("orders in store", opt(&self.orders_in_store)),
+            ("oversold", opt(&self.oversold)),
+            ("lost orders", opt(&self.lost_orders)),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(md, "| {k} | {v} |");
+        }
+        if !self.store_read {
+            let _ = writeln!(
+                md,
+                "\nThe store was not read (the target has no `/sale`): oversell is unknown."
+            );
+        }
+        let o = &self.outcomes;
+        let _ = writeln!(
+            md,
+            "\n| ordered | sold_out | already_ordered | other | 4xx | 5xx | timeout | connect error | io error |\n|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            o.ordered,
+            o.sold_out,
+            o.already_ordered,
+            o.other,
+            o.http_4xx,
+            o.http_5xx,
+            o.timeout,
+            o.connect_error,
+            o.io_error
+        );
+        md
+    }
+
+    /// `-c 100 -r 10`-style description of the load.
+    pub fn shape(&self) -> String {
+        let mut s = format!("-c {}", self.concurrency);
+        if let Some(r) = self.repetitions {
+            let _ = write!(s, " -r {r}");
+        }
+        if let Some(rate) = self.rate_rps {
+            let _ = write!(s, " --rate {rate}");
+        }
+        if let Some(d) = self.duration_s {
+            let _ = write!(s, " -t {d}s");
+        }
+        if self.repetitions.is_none() && self.duration_s.is_none() {
+            let _ = write!(s, " -n {}", self.requests);
+        }
+        s
+    }
+}
+
+/// Makes sure `dir` exists and is writable before any load is sent.
+pub fn ensure_writable(dir: &Path) -> Result<(), LoadtestError> {
+    let fail = |cause| LoadtestError::OutputDir {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".loadtest-probe-{}", std::process::id()));
+    fs::write(&probe, b"").map_err(fail)?;
+    let _ = fs::remove_file(probe);
+    Ok(())
+}
+
+/// Writes one file into `dir`, mapping failures to the output-directory error.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, LoadtestError> {
+    let fail = |cause| LoadtestError::OutputDir {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    fs::create_dir_all(dir).map_err(fail)?;
+    let path = dir.join(name);
+    fs::write(&path, contents).map_err(fail)?;
+    Ok(path)
+}
+
+pub fn rate(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        round3(count as f64 / seconds)
+    } else {
+        0.0
+    }
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pub fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "n/a".to_string(), T::to_string)
+}
+
+/// A wall-clock time as RFC 3339 UTC.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".to_string())
+}
