@@ -1,0 +1,349 @@
+//! Starting a worker on its own queue and store, a minimal RPC client, and broker plumbing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use order_core::{BuyResponse, Store, Strategy};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use worker::{Application, Config};
+
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+pub fn amqp_url() -> String {
+    std::env::var("FLASHSALE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A unique name per test so that tests never share a queue, a connection name, or a store.
+pub fn unique(prefix: &str) -> String {
+    format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes the test's queues and exchange when dropped, even when the test panics, so runs
+/// do not pile durable queues up in the broker.
+pub struct QueueGuard(pub String);
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        let queue = self.0.clone();
+        // A fresh runtime on a plain thread: Drop may run inside (or outside) a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let Ok(Ok(connection)) = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    Connection::connect(&amqp_url(), ConnectionProperties::default()),
+                )
+                .await
+                else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    for name in [queue.clone(), worker::topology::dead_letter_queue(&queue)] {
+                        let _ = channel
+                            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                    let dlx = worker::topology::dead_letter_exchange(&queue);
+                    let _ = channel
+                        .exchange_delete(dlx.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = connection.close(200, "test cleanup".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestWorker {
+    pub store: Store,
+    pub connection_name: String,
+    pub health_addr: Option<std::net::SocketAddr>,
+    pub consuming: watch::Receiver<bool>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct WorkerOptions {
+    pub prefetch: u16,
+    pub stock: u64,
+    pub strategy: Strategy,
+    pub amqp_url: String,
+    pub health: bool,
+    pub wait_until_consuming: bool,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            prefetch: 1,
+            stock: 100,
+            strategy: Strategy::CountInsert,
+            amqp_url: amqp_url(),
+            health: false,
+            wait_until_consuming: true,
+        }
+    }
+}
+
+pub async fn spawn_worker(queue: &str, options: WorkerOptions) -> TestWorker {
+    let dir = tempfile::tempdir().unwrap();
+    let connection_name = unique("worker");
+    let prefetch = options.prefetch.to_string();
+    let stock = options.stock.to_string();
+    let store = dir.path().join("store.db");
+    let mut args = vec![
+        "worker",
+        "--amqp-url",
+        &options.amqp_url,
+        "--queue",
+        queue,
+        "--prefetch",
+        &prefetch,
+        "--store",
+        store.to_str().unwrap(),
+        "--stock",
+        &stock,
+        "--strategy",
+        options.strategy.as_str(),
+        "--connection-name",
+        &connection_name,
+        "--connect-timeout-ms",
+        "2000",
+    ];
+    if options.health {
+        args.extend(["--health-listen", "127.0.0.1:0"]);
+    }
+    let config = <Config as clap::Parser>::parse_from(args);
+    let app = Application::build(config).await.expect("worker builds");
+    let store = app.store().clone();
+    let health_addr = app.health_addr();
+    let mut consuming = app.consuming();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stop.await;
+    }));
+    if options.wait_until_consuming {
+        tokio::time::timeout(DEADLINE, consuming.wait_for(|c| *c))
+            .await
+            .expect("worker starts consuming in time")
+            .unwrap();
+    }
+    TestWorker {
+        store,
+        connection_name,
+        health_addr,
+        consuming,
+        shutdown: Some(shutdown),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+impl TestWorker {
+    /// Asks the worker to stop and waits (bounded) until `run_until` has returned.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(DEADLINE, task)
+                .await
+                .expect("worker stops in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub async fn wait_consuming(&mut self, value: bool) {
+        tokio::time::timeout(DEADLINE, self.consuming.wait_for(|c| *c == value))
+            .await
+            .unwrap_or_else(|_| panic!("worker consuming={value} in time"))
+            .unwrap();
+    }
+}
+
+/// A requester: one connection, one exclusive reply queue, replies matched by correlation id.
+pub struct RpcClient {
+    /// Held so the connection stays open as long as the client.
+    _connection: Connection,
+    pub channel: Channel,
+    reply_queue: String,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>,
+}
+
+impl RpcClient {
+    pub async fn connect(queue: &str) -> Self {
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        worker::topology::declare_request_queue(&channel, queue)
+            .await
+            .unwrap();
+        let reply = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let mut replies = channel
+            .basic_consume(
+                reply.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let pending: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>> = Arc::default();
+        let map = Arc::clone(&pending);
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = replies.next().await {
+                let id = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                if let Some(tx) = map.lock().unwrap().remove(&id) {
+                    let _ = tx.send(delivery.data);
+                }
+            }
+        });
+        Self {
+            _connection: connection,
+            channel,
+            reply_queue: reply.name().to_string(),
+            pending,
+        }
+    }
+
+    /// Publishes `body` with the usual properties and waits for the reply's body.
+    pub async fn call_raw(&self, queue: &str, body: &[u8]) -> Vec<u8> {
+        let rx = self.call_raw_later(queue, body.to_vec()).await;
+        tokio::time::timeout(DEADLINE, rx)
+            .await
+            .expect("reply in time")
+            .unwrap()
+    }
+
+    /// Publishes `body` with the usual properties; the receiver gets the reply's body.
+    pub async fn call_raw_later(&self, queue: &str, body: Vec<u8>) -> oneshot::Receiver<Vec<u8>> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id.clone(), tx);
+        self.publish(
+            queue,
+            &body,
+            BasicProperties::default()
+                .with_reply_to(self.reply_queue.as_str().into())
+                .with_correlation_id(id.as_str().into()),
+        )
+        .await;
+        rx
+    }
+
+    pub async fn buy(&self, queue: &str, user: u64) -> BuyResponse {
+        let body = serde_json::to_vec(&worker::message::BuyRequest { user_id: user }).unwrap();
+        let reply = self.call_raw(queue, &body).await;
+        serde_json::from_slice(&reply)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&reply)))
+    }
+
+    pub async fn publish(&self, queue: &str, body: &[u8], properties: BasicProperties) {
+        self.channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Ready messages in `queue` right now (passive declare).
+    pub async fn message_count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Closes, from the broker's side, every connection whose `connection_name` is `name`:
+/// only this test's connections, never those of tests running alongside.
+/// Returns how many were closed.
+pub async fn close_connections_named(name: &str) -> usize {
+    // Plain output, one connection a line: `<pid>\t[client properties]`. (The JSON formatter
+    // prints pids as `#PID<...>`, which `close_connection` does not accept.)
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "-q"])
+        .output()
+        .await
+        .expect("rabbitmqctl runs");
+    assert!(output.status.success(), "{output:?}");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let mut closed = 0;
+    for line in listing.lines().filter(|line| line.contains(name)) {
+        let pid = line.split('\t').next().unwrap();
+        let status = tokio::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "closed by a test", "-q"])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "closing {pid}");
+        closed += 1;
+    }
+    closed
+}
