@@ -112,6 +112,11 @@ pub struct RunOpts {
     #[arg(long, env = "FLASHSALE_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
     pub drain_timeout_ms: u64,
 
+    /// Interval between the `/sale` reads that decide the store has settled (two equal
+    /// order counts in a row), in milliseconds.
+    #[arg(long, env = "FLASHSALE_DRAIN_INTERVAL_MS", default_value_t = 250)]
+    pub drain_interval_ms: u64,
+
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
     pub quiet: bool,
@@ -207,6 +212,11 @@ pub struct MatrixOpts {
     /// Longest wait for the store to settle between steps, in milliseconds.
     #[arg(long, env = "FLASHSALE_DRAIN_TIMEOUT_MS", default_value_t = 60_000)]
     pub drain_timeout_ms: u64,
+
+    /// Interval between the `/sale` reads that decide the store has settled (two equal
+    /// order counts in a row), in milliseconds.
+    #[arg(long, env = "FLASHSALE_DRAIN_INTERVAL_MS", default_value_t = 250)]
+    pub drain_interval_ms: u64,
 
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]

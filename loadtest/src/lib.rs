@@ -35,9 +35,6 @@ use progress::Progress;
 use report::{Mode, Report, RunInfo};
 use target::Target;
 
-/// Interval between the reads that decide the store has settled.
-pub const DRAIN_INTERVAL: Duration = Duration::from_millis(250);
-
 /// What a command produced; `Display` is what the binary prints on stdout.
 #[derive(Debug)]
 pub enum Output {
@@ -142,7 +139,11 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
     progress.finish();
     let result = result?;
 
-    let sale = read_store(&control, Duration::from_millis(opts.drain_timeout_ms)).await;
+    let sale = read_store(
+        &control,
+        drain(opts.drain_interval_ms, opts.drain_timeout_ms),
+    )
+    .await;
     let info = RunInfo {
         label,
         route,
@@ -234,10 +235,24 @@ pub fn control_timeout(timeout_ms: u64) -> Duration {
     Duration::from_millis(timeout_ms.max(10_000))
 }
 
+/// How to wait for the store to settle: read interval and longest wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    pub interval: Duration,
+    pub max: Duration,
+}
+
+pub fn drain(interval_ms: u64, max_ms: u64) -> Drain {
+    Drain {
+        interval: Duration::from_millis(interval_ms.max(1)),
+        max: Duration::from_millis(max_ms),
+    }
+}
+
 /// Waits for the store to settle and reads it; a failed read leaves the store unread
 /// (with a warning) rather than losing the run's measurements.
-pub async fn read_store(control: &Control, max: Duration) -> Option<Sale> {
-    match control.wait_until_drained(DRAIN_INTERVAL, max).await {
+pub async fn read_store(control: &Control, drain: Drain) -> Option<Sale> {
+    match control.wait_until_drained(drain.interval, drain.max).await {
         Ok(sale) => sale,
         Err(e) => {
             eprintln!("loadtest: warning: the store was not read: {e}");

@@ -71,7 +71,7 @@ pub async fn run(opts: &MatrixOpts) -> Result<(MatrixReport, Vec<PathBuf>), Load
     report::ensure_writable(&opts.out)?;
     let addr = preflight(&urls[0].1).await?;
     let control = Control::new(&origin, control_timeout(opts.timeout_ms))?;
-    let drain = Duration::from_millis(opts.drain_timeout_ms);
+    let drain = crate::drain(opts.drain_interval_ms, opts.drain_timeout_ms);
     let started_at = report::rfc3339(std::time::SystemTime::now());
 
     let mut steps = Vec::new();

@@ -1,0 +1,197 @@
+//! Test servers on port 0 and shortcuts to drive the library as the binary would.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use clap::Parser as _;
+use loadtest::cli::{Command, Opts, RunOpts};
+use loadtest::report::Report;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Serves `router` on 127.0.0.1:0 for the rest of the test; returns the bound address.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// An address nobody listens on.
+pub async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// `loadtest run <args>` options, parsed as the binary would.
+pub fn run_opts(args: &[&str]) -> RunOpts {
+    let argv = ["loadtest", "run"].iter().chain(args);
+    match Opts::parse_from(argv).command {
+        Command::Run(o) => o,
+        _ => unreachable!(),
+    }
+}
+
+/// Runs `loadtest run <args> --out <out> -q` in-process and returns the report.
+pub async fn run(out: &Path, args: &[&str]) -> Report {
+    let mut argv: Vec<&str> = args.to_vec();
+    argv.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--drain-interval-ms",
+        "20",
+    ]);
+    loadtest::run(&run_opts(&argv)).await.unwrap().0
+}
+
+pub const TOKEN: &str = "s3cret";
+
+/// How the fake sale misbehaves, to check that the accounting catches it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Answer `ordered` to even users without storing their order.
+    pub lose_even_users: bool,
+    /// Take this many orders beyond stock.
+    pub oversell_by: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct SaleState {
+    pub stock: u64,
+    pub strategy: String,
+    pub orders: HashSet<u64>,
+    /// Every reset, in order: (stock, strategy, orders dropped).
+    pub resets: Vec<(u64, String, usize)>,
+    pub faults: Faults,
+}
+
+/// A small front tier with the sale contract: buy routes, `/sale`, `/admin/sale`.
+#[derive(Clone)]
+pub struct FakeSale {
+    pub state: Arc<Mutex<SaleState>>,
+    pub origin: String,
+}
+
+#[derive(Deserialize)]
+struct Buyer {
+    user: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Reset {
+    stock: u64,
+    strategy: String,
+}
+
+async fn buy(
+    State(state): State<Arc<Mutex<SaleState>>>,
+    Query(q): Query<Buyer>,
+) -> (StatusCode, Json<Value>) {
+    let Some(user) = q.user.filter(|u| *u > 0) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "user must be a positive integer"})),
+        );
+    };
+    let mut s = state.lock().unwrap();
+    if s.orders.contains(&user) {
+        return (
+            StatusCode::OK,
+            Json(
+                json!({"outcome": "already_ordered", "order_id": format!("o{user}"), "user_id": user}),
+            ),
+        );
+    }
+    let limit = s.stock + s.faults.oversell_by;
+    if (s.orders.len() as u64) < limit {
+        if !(s.faults.lose_even_users && user % 2 == 0) {
+            s.orders.insert(user);
+        }
+        return (
+            StatusCode::OK,
+            Json(json!({"outcome": "ordered", "order_id": format!("o{user}"), "user_id": user})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"outcome": "sold_out", "user_id": user})),
+    )
+}
+
+async fn sale(State(state): State<Arc<Mutex<SaleState>>>) -> Json<Value> {
+    let s = state.lock().unwrap();
+    let orders = s.orders.len() as u64;
+    Json(json!({
+        "stock": s.stock,
+        "orders": orders,
+        "oversold": orders.saturating_sub(s.stock),
+        "strategy": s.strategy,
+    }))
+}
+
+async fn admin(
+    State(state): State<Arc<Mutex<SaleState>>>,
+    headers: HeaderMap,
+    Json(reset): Json<Reset>,
+) -> (StatusCode, Json<Value>) {
+    let expected = format!("Bearer {TOKEN}");
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad token"})),
+        );
+    }
+    let mut s = state.lock().unwrap();
+    let dropped = s.orders.len();
+    s.orders.clear();
+    s.stock = reset.stock;
+    s.strategy = reset.strategy.clone();
+    s.resets.push((reset.stock, reset.strategy, dropped));
+    (
+        StatusCode::OK,
+        Json(json!({"stock": s.stock, "strategy": s.strategy})),
+    )
+}
+
+impl FakeSale {
+    pub async fn start(stock: u64, faults: Faults) -> Self {
+        let state = Arc::new(Mutex::new(SaleState {
+            stock,
+            strategy: "count-insert".into(),
+            faults,
+            ..SaleState::default()
+        }));
+        let router = Router::new()
+            .route("/http/buy", get(buy))
+            .route("/mq/buy", get(buy))
+            .route("/buy", get(buy))
+            .route("/sale", get(sale))
+            .route("/admin/sale", post(admin))
+            .with_state(state.clone());
+        let addr = serve(router).await;
+        Self {
+            state,
+            origin: format!("http://{addr}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    pub fn orders(&self) -> HashSet<u64> {
+        self.state.lock().unwrap().orders.clone()
+    }
+
+    pub fn resets(&self) -> Vec<(u64, String, usize)> {
+        self.state.lock().unwrap().resets.clone()
+    }
+}

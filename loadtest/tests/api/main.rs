@@ -1,0 +1,11 @@
+//! Integration tests: the load tester against small axum servers started on port 0 in
+//! each test. One test binary (modules below) keeps link time low.
+
+mod binary;
+mod errors;
+mod helpers;
+mod matrix;
+mod merge;
+mod open_loop;
+mod report_schema;
+mod run;

@@ -1,0 +1,59 @@
+//! Coordinated omission: a server that stalls once for 1 s. The closed loop waits with
+//! it and reports one slow request (p99 hides it); the open loop keeps its schedule and
+//! counts every request that was due during the stall as late (p99 shows it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::helpers::{run, serve};
+
+/// A server whose 50th request takes 1 s; every other request is immediate.
+async fn stalls_once() -> String {
+    let count = Arc::new(AtomicU64::new(0));
+    let router = Router::new().route(
+        "/",
+        get(move || {
+            let count = count.clone();
+            async move {
+                if count.fetch_add(1, Ordering::SeqCst) == 49 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    format!("http://{}/", serve(router).await)
+}
+
+#[tokio::test]
+async fn open_loop_shows_a_stall_in_p99_that_closed_loop_hides() {
+    let out = tempfile::tempdir().unwrap();
+    let closed_url = stalls_once().await;
+    let open_url = stalls_once().await;
+
+    let closed = run(
+        out.path(),
+        &[&closed_url, "-c", "1", "-n", "500", "--label", "closed"],
+    )
+    .await;
+    let open = run(
+        out.path(),
+        &[
+            &open_url, "-c", "1", "-n", "400", "--rate", "200", "--label", "open",
+        ],
+    )
+    .await;
+
+    // Both saw the stall as a 1 s maximum...
+    assert!(closed.latency_ms.max >= 1000.0, "{:?}", closed.latency_ms);
+    assert!(open.latency_ms.max >= 1000.0, "{:?}", open.latency_ms);
+    // ...but only one request of 500 was slow in the closed loop,
+    assert!(closed.latency_ms.p99 < 250.0, "{:?}", closed.latency_ms);
+    // while ~200 requests were due during the stall in the open loop.
+    assert!(open.latency_ms.p99 >= 800.0, "{:?}", open.latency_ms);
+    assert!(open.latency_ms.p90 >= 400.0, "{:?}", open.latency_ms);
+}
