@@ -15,6 +15,14 @@ step "cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace --locked"
+if [[ -z "${MONGODB_URI:-}" ]]; then
+    echo "note: MONGODB_URI is not set: the MongoDB half of the store tests is SKIPPED"
+    echo "      (no MongoDB server here; e.g. MONGODB_URI=mongodb://127.0.0.1:27017/?replicaSet=rs0 scripts/test.sh)"
+fi
 cargo test --workspace --locked
 
-printf '\n==> all checks passed\n'
+if [[ -z "${MONGODB_URI:-}" ]]; then
+    printf '\n==> all checks passed (MongoDB store tests SKIPPED: MONGODB_URI not set)\n'
+else
+    printf '\n==> all checks passed (MongoDB store tests ran against MONGODB_URI)\n'
+fi
