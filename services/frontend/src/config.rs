@@ -1,0 +1,128 @@
+//! The front tier's configuration: every option is a flag and a `FLASHSALE_*` variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use worker::config::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
+use worker::connection::redact_url;
+
+/// Which path `GET /buy` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// Straight to the backend (normally nginx in front of the replicas).
+    Http,
+    /// Through the RabbitMQ RPC queue and a worker.
+    Mq,
+}
+
+#[derive(Clone, clap::Parser)]
+#[command(name = "frontend", version, about)]
+pub struct Config {
+    /// Address to listen on (use 0.0.0.0:5000 in a container).
+    #[arg(long, env = "FLASHSALE_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+
+    /// The order backend for `/http/buy`, `/sale` and `/admin/sale` (nginx, or one backend).
+    #[arg(
+        long,
+        env = "FLASHSALE_BACKEND_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub backend_url: String,
+
+    /// RabbitMQ URL for `/mq/buy` (the password is never logged).
+    #[arg(long, env = "FLASHSALE_AMQP_URL", default_value = DEFAULT_AMQP_URL)]
+    pub amqp_url: String,
+
+    /// The workers' request queue.
+    #[arg(long, env = "FLASHSALE_QUEUE", default_value = DEFAULT_QUEUE)]
+    pub queue: String,
+
+    /// The route of `GET /buy`.
+    #[arg(long, env = "FLASHSALE_DEFAULT_ROUTE", value_enum, default_value_t = Route::Http)]
+    pub default_route: Route,
+
+    /// Longest a buy may take on either route before it is answered 504. Also the TTL of a
+    /// request message, so a request nobody is waiting for any more is never served.
+    #[arg(long, env = "FLASHSALE_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+
+    /// Connection name shown by RabbitMQ (`rabbitmqctl list_connections client_properties`).
+    #[arg(
+        long,
+        env = "FLASHSALE_CONNECTION_NAME",
+        default_value = "flashsale-frontend"
+    )]
+    pub connection_name: String,
+
+    /// How long one RabbitMQ connection attempt may take before it counts as failed.
+    #[arg(long, env = "FLASHSALE_CONNECT_TIMEOUT_MS", default_value_t = 3000)]
+    pub connect_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The backend URL without a trailing slash, so paths can be appended.
+    pub fn backend_base(&self) -> String {
+        self.backend_url.trim_end_matches('/').to_owned()
+    }
+}
+
+// Hand-written so that passwords in URLs never reach a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("backend_url", &redact_url(&self.backend_url))
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("queue", &self.queue)
+            .field("default_route", &self.default_route)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connection_name", &self.connection_name)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let config = Config::try_parse_from(["frontend"]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.backend_url, "http://127.0.0.1:8000");
+        assert_eq!(config.queue, "buy_requests");
+        assert_eq!(config.default_route, Route::Http);
+    }
+
+    #[test]
+    fn routes_are_spelled_http_and_mq() {
+        let config = Config::try_parse_from(["frontend", "--default-route", "mq"]).unwrap();
+        assert_eq!(config.default_route, Route::Mq);
+        assert!(Config::try_parse_from(["frontend", "--default-route", "amqp"]).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let config = Config::try_parse_from([
+            "frontend",
+            "--amqp-url",
+            "amqp://app:s3cret@rabbit:5672/%2f",
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The front tier: every buy goes either straight to the order backend over HTTP (through
+//! nginx) or through the RabbitMQ RPC queue to a worker, so the two architectures of the
+//! original experiment are measured behind one address.
+//!
+//! - [`config`]: options and their `FLASHSALE_*` environment variables.
+//! - [`routes`]: the HTTP surface and the user-id counter.
+//! - [`http_upstream`]: the pooled keep-alive client for the HTTP route and the sale API.
+//! - [`rpc`]: the MQ route: one connection, a reply queue, a correlation-id map.
+//! - [`error`]: the status code each failure answers with.
+
+pub mod config;
+pub mod error;
+pub mod http_upstream;
+pub mod routes;
+pub mod rpc;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, Route};
+
+use crate::http_upstream::HttpUpstream;
+use crate::rpc::{RpcClient, RpcSettings};
+
+/// A front tier bound to its port, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    rpc: RpcClient,
+    router: axum::Router,
+}
+
+impl Application {
+    /// Binds the listener and prepares both routes. Neither upstream needs to be up yet:
+    /// `run_until` connects to RabbitMQ (and keeps reconnecting); the HTTP client connects
+    /// per request from its pool.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        tracing::info!(?config, "starting front tier");
+        let http = HttpUpstream::new(config.backend_base(), config.timeout())
+            .context("building the HTTP client")?;
+        let rpc = RpcClient::new(RpcSettings {
+            amqp_url: config.amqp_url.clone(),
+            queue: config.queue.clone(),
+            connection_name: config.connection_name.clone(),
+            connect_timeout: config.connect_timeout(),
+            timeout: config.timeout(),
+        });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let router = routes::router(routes::AppState::new(
+            http,
+            rpc.clone(),
+            config.default_route,
+        ));
+        Ok(Self {
+            listener,
+            rpc,
+            router,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The MQ route's client (its connection state and pending requests, for tests).
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    /// Serves until `shutdown` resolves and the requests in flight are answered, then closes
+    /// the RabbitMQ connection (after the HTTP drain, since draining requests may be waiting
+    /// for replies).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let link = tokio::spawn(self.rpc.clone().run(stop_rx));
+        tracing::info!(addr = %self.local_addr(), "front tier listening");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP");
+        stop_tx.send_replace(true);
+        link.await.context("the RPC link task panicked")?;
+        served
+    }
+}

@@ -1,0 +1,174 @@
+//! The front tier's HTTP surface: `GET /http/buy`, `GET /mq/buy`, `GET /buy` (the default
+//! route), `GET /healthz`, and `GET /sale` / `POST /admin/sale` passed through to the backend.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use order_core::{BuyResponse, UserId};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Route;
+use crate::error::ApiError;
+use crate::http_upstream::{HttpUpstream, PassThrough};
+use crate::rpc::RpcClient;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub http: HttpUpstream,
+    pub rpc: RpcClient,
+    pub default_route: Route,
+    /// The next user id handed out to a buy without `?user=` (as the original did).
+    next_user: Arc<AtomicU64>,
+}
+
+impl AppState {
+    pub fn new(http: HttpUpstream, rpc: RpcClient, default_route: Route) -> Self {
+        Self {
+            http,
+            rpc,
+            default_route,
+            next_user: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/http/buy", get(http_buy))
+        .route("/mq/buy", get(mq_buy))
+        .route("/buy", get(default_buy))
+        .route("/healthz", get(healthz))
+        .route("/sale", get(sale))
+        .route("/admin/sale", post(admin_sale))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BuyQuery {
+    user: Option<String>,
+}
+
+impl AppState {
+    /// The buyer: `?user=<id>` if given (400 if it is not a valid id), else the next counter id.
+    fn user(&self, query: Result<Query<BuyQuery>, QueryRejection>) -> Result<UserId, ApiError> {
+        let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        match query.user {
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| ApiError::BadRequest(format!("{e}"))),
+            None => {
+                let id = self.next_user.fetch_add(1, Ordering::Relaxed);
+                UserId::new(id).map_err(|e| ApiError::BadRequest(format!("{e}")))
+            }
+        }
+    }
+
+    async fn buy(&self, route: Route, user: UserId) -> Result<Json<BuyResponse>, ApiError> {
+        let response = match route {
+            Route::Http => self.http.buy(user).await?,
+            Route::Mq => self.rpc.buy(user).await.inspect_err(|error| {
+                tracing::warn!(%error, "MQ buy failed");
+            })?,
+        };
+        Ok(Json(response))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(route = "http", user_id))]
+async fn http_buy(
+    State(state): State<AppState>,
+    query: Result<Query<BuyQuery>, QueryRejection>,
+) -> Result<Json<BuyResponse>, ApiError> {
+    let user = state.user(query)?;
+    tracing::Span::current().record("user_id", user.get());
+    state.buy(Route::Http, user).await
+}
+
+#[tracing::instrument(skip_all, fields(route = "mq", user_id))]
+async fn mq_buy(
+    State(state): State<AppState>,
+    query: Result<Query<BuyQuery>, QueryRejection>,
+) -> Result<Json<BuyResponse>, ApiError> {
+    let user = state.user(query)?;
+    tracing::Span::current().record("user_id", user.get());
+    state.buy(Route::Mq, user).await
+}
+
+#[tracing::instrument(skip_all, fields(route = ?state.default_route, user_id))]
+async fn default_buy(
+    State(state): State<AppState>,
+    query: Result<Query<BuyQuery>, QueryRejection>,
+) -> Result<Json<BuyResponse>, ApiError> {
+    let user = state.user(query)?;
+    tracing::Span::current().record("user_id", user.get());
+    state.buy(state.default_route, user).await
+}
+
+/// 200 only when both upstreams are usable: the backend answers its own `/healthz` and the
+/// RPC link to RabbitMQ is up. (Whether a worker is consuming is not checked: without one,
+/// `/mq/buy` answers 504, which is the honest answer.)
+async fn healthz(State(state): State<AppState>) -> Response {
+    let http = state.http.check_health().await;
+    let mq = if state.rpc.is_connected() {
+        Ok(())
+    } else {
+        Err("not connected to RabbitMQ".to_owned())
+    };
+    let healthy = http.is_ok() && mq.is_ok();
+    let describe = |part: &Result<(), String>| match part {
+        Ok(()) => "ok".to_owned(),
+        Err(reason) => reason.clone(),
+    };
+    let body = json!({
+        "status": if healthy { "ok" } else { "unavailable" },
+        "http": describe(&http),
+        "mq": describe(&mq),
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn sale(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let answer = state
+        .http
+        .pass_through(Method::GET, "/sale", &headers, Bytes::new())
+        .await?;
+    Ok(pass_through_response(answer))
+}
+
+async fn admin_sale(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let answer = state
+        .http
+        .pass_through(Method::POST, "/admin/sale", &headers, body)
+        .await?;
+    Ok(pass_through_response(answer))
+}
+
+fn pass_through_response(answer: PassThrough) -> Response {
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = answer.status;
+    if let Some(content_type) = answer.content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+}

@@ -1,0 +1,406 @@
+//! The MQ route: buy requests over the RabbitMQ RPC queue, on ONE connection per process.
+//!
+//! The original opened a channel per request, which is what made it slow. Here a connection
+//! task owns one connection, one channel and one exclusive, server-named reply queue
+//! (consumed no-ack), and keeps them up: it reconnects with backoff when the broker goes away
+//! and re-declares everything. Requests publish on the shared channel and wait on a oneshot
+//! registered under their correlation id.
+//!
+//! Invariants:
+//! - every entry of the pending map belongs to a request still waiting: the entry is removed
+//!   when its reply arrives, when the request times out, and when the waiting future is
+//!   dropped (client gone), through [`PendingEntry`]'s `Drop`;
+//! - a reply with no waiting request (it timed out) is dropped and logged;
+//! - while there is no usable link, calls fail at once with 503 instead of waiting;
+//! - when the link is lost, waiting requests fail at once (their reply queue is gone with the
+//!   connection, so no reply can reach them);
+//! - a request message carries a TTL equal to the timeout, so a worker never serves a request
+//!   whose client has already been answered 504.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use order_core::{BuyResponse, UserId};
+use tokio::sync::{oneshot, watch};
+use worker::connection::{self, Backoff};
+use worker::message::{BuyRequest, ErrorReply};
+use worker::topology;
+
+use crate::error::ApiError;
+
+/// Why an RPC did not produce a buy response.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("the message broker is not available")]
+    Unavailable,
+    #[error("publishing the request failed")]
+    Publish(#[source] lapin::Error),
+    #[error("the broker connection was lost before the reply came")]
+    LinkLost,
+    #[error("no reply from a worker within {0:?}")]
+    Timeout(Duration),
+    #[error("the worker could not serve the request: {0}")]
+    Worker(String),
+    #[error("the worker's reply is not a buy response")]
+    BadReply,
+}
+
+impl From<RpcError> for ApiError {
+    fn from(error: RpcError) -> Self {
+        let reason = error.to_string();
+        match error {
+            RpcError::Unavailable | RpcError::Publish(_) => ApiError::Unavailable(reason),
+            RpcError::Timeout(_) => ApiError::Timeout(reason),
+            RpcError::LinkLost | RpcError::Worker(_) | RpcError::BadReply => {
+                ApiError::UpstreamFailed(reason)
+            }
+        }
+    }
+}
+
+/// Settings of the RPC client, taken from the front tier's configuration.
+#[derive(Clone)]
+pub struct RpcSettings {
+    pub amqp_url: String,
+    pub queue: String,
+    pub connection_name: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// What a reply delivers to its waiting request.
+type Reply = Result<Vec<u8>, RpcError>;
+
+/// The channel requests publish on and the queue replies come back to.
+#[derive(Clone)]
+struct Link {
+    channel: Channel,
+    reply_to: ShortString,
+}
+
+struct Inner {
+    settings: RpcSettings,
+    link: RwLock<Option<Link>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
+    connected: watch::Sender<bool>,
+}
+
+/// A cheap handle on the process's RPC client.
+#[derive(Clone)]
+pub struct RpcClient {
+    inner: Arc<Inner>,
+}
+
+impl RpcClient {
+    /// A client with no connection yet; [`RpcClient::run`] connects and keeps it connected.
+    pub fn new(settings: RpcSettings) -> Self {
+        let (connected, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                link: RwLock::new(None),
+                pending: Mutex::new(HashMap::new()),
+                connected,
+            }),
+        }
+    }
+
+    /// Requests waiting for a reply right now.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.lock().unwrap().len()
+    }
+
+    /// Turns `true` while requests can be published and replies received.
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.inner.connected.subscribe()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Buys through a worker, within the configured timeout.
+    pub async fn buy(&self, user: UserId) -> Result<BuyResponse, RpcError> {
+        let link = self
+            .inner
+            .link
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or(RpcError::Unavailable)?;
+        let timeout = self.inner.settings.timeout;
+        let correlation_id = uuid::Uuid::new_v4().simple().to_string();
+        let (entry, reply) = PendingEntry::register(&self.inner, correlation_id.clone());
+        let body = serde_json::to_vec(&BuyRequest {
+            user_id: user.get(),
+        })
+        .expect("a buy request serializes");
+        let properties = BasicProperties::default()
+            .with_reply_to(link.reply_to.clone())
+            .with_correlation_id(correlation_id.into())
+            .with_content_type("application/json".into())
+            .with_expiration(timeout.as_millis().to_string().into());
+
+        let exchange = async {
+            link.channel
+                .basic_publish(
+                    "".into(),
+                    self.inner.settings.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await
+                .map_err(RpcError::Publish)?
+                .await
+                .map_err(RpcError::Publish)?;
+            // The sender lives in the map until a reply, the link's loss, or our entry's drop.
+            reply.await.unwrap_or(Err(RpcError::LinkLost))
+        };
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        drop(entry);
+        let body = outcome.map_err(|_| RpcError::Timeout(timeout))??;
+        parse_reply(&body)
+    }
+
+    /// Keeps the link up until `stop` turns true, then closes the connection.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.session(&mut stop).await {
+                Ok(Session::Stopped) => break,
+                Ok(Session::Lost(reason)) => {
+                    backoff.reset();
+                    tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting");
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot reach RabbitMQ; will retry"
+                    );
+                }
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+        }
+        tracing::info!("RPC client stopped");
+    }
+
+    async fn session(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
+        let settings = &self.inner.settings;
+        let connection = tokio::select! {
+            connection = connection::connect(
+                &settings.amqp_url, &settings.connection_name, settings.connect_timeout,
+            ) => connection?,
+            _ = stop.wait_for(|stop| *stop) => return Ok(Session::Stopped),
+        };
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        topology::declare_request_queue(&channel, &settings.queue)
+            .await
+            .with_context(|| format!("declaring queue {:?}", settings.queue))?;
+        let reply_queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .context("declaring the reply queue")?;
+        let mut replies = channel
+            .basic_consume(
+                reply_queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .context("consuming the reply queue")?;
+
+        *self.inner.link.write().unwrap() = Some(Link {
+            channel: channel.clone(),
+            reply_to: reply_queue.name().clone(),
+        });
+        self.inner.connected.send_replace(true);
+        tracing::info!(queue = %settings.queue, reply_queue = %reply_queue.name(), "RPC link up");
+
+        let end = loop {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => break Session::Stopped,
+                next = replies.next() => match next {
+                    Some(Ok(delivery)) => self.dispatch(delivery),
+                    // An error is always followed by the end of the stream.
+                    Some(Err(error)) => break Session::Lost(error.to_string()),
+                    None => break Session::Lost("the reply consumer was cancelled".into()),
+                },
+            }
+        };
+
+        *self.inner.link.write().unwrap() = None;
+        self.inner.connected.send_replace(false);
+        self.fail_pending();
+        if let Session::Stopped = end {
+            close(&channel, &connection).await;
+        }
+        Ok(end)
+    }
+
+    fn dispatch(&self, delivery: lapin::message::Delivery) {
+        let Some(correlation_id) = delivery.properties.correlation_id().as_ref() else {
+            tracing::warn!("dropping a reply without a correlation id");
+            return;
+        };
+        let waiting = self
+            .inner
+            .pending
+            .lock()
+            .unwrap()
+            .remove(correlation_id.as_str());
+        match waiting {
+            Some(waiting) => {
+                // The request may have just given up; then the reply is dropped here.
+                let _ = waiting.send(Ok(delivery.data));
+            }
+            None => tracing::warn!(
+                correlation_id = %correlation_id,
+                "dropping a late reply: its request has already been answered"
+            ),
+        }
+    }
+
+    /// The reply queue died with the link: nobody waiting can get a reply any more.
+    fn fail_pending(&self) {
+        let waiting: Vec<_> = self.inner.pending.lock().unwrap().drain().collect();
+        if !waiting.is_empty() {
+            tracing::warn!(
+                requests = waiting.len(),
+                "failing requests waiting on a lost link"
+            );
+        }
+        for (_, sender) in waiting {
+            let _ = sender.send(Err(RpcError::LinkLost));
+        }
+    }
+}
+
+enum Session {
+    Stopped,
+    Lost(String),
+}
+
+/// A request's slot in the pending map, removed when this guard drops, whatever happened.
+struct PendingEntry<'a> {
+    inner: &'a Inner,
+    correlation_id: String,
+}
+
+impl<'a> PendingEntry<'a> {
+    fn register(inner: &'a Inner, correlation_id: String) -> (Self, oneshot::Receiver<Reply>) {
+        let (sender, receiver) = oneshot::channel();
+        inner
+            .pending
+            .lock()
+            .unwrap()
+            .insert(correlation_id.clone(), sender);
+        (
+            Self {
+                inner,
+                correlation_id,
+            },
+            receiver,
+        )
+    }
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .pending
+            .lock()
+            .unwrap()
+            .remove(&self.correlation_id);
+    }
+}
+
+fn parse_reply(body: &[u8]) -> Result<BuyResponse, RpcError> {
+    if let Ok(response) = serde_json::from_slice::<BuyResponse>(body) {
+        return Ok(response);
+    }
+    match serde_json::from_slice::<ErrorReply>(body) {
+        Ok(ErrorReply { error }) => Err(RpcError::Worker(error)),
+        Err(_) => {
+            tracing::warn!(body = %String::from_utf8_lossy(body), "unexpected reply body");
+            Err(RpcError::BadReply)
+        }
+    }
+}
+
+async fn close(channel: &Channel, connection: &Connection) {
+    let limit = Duration::from_secs(2);
+    let _ = tokio::time::timeout(limit, channel.close(200, "front tier stopping".into())).await;
+    let _ = tokio::time::timeout(limit, connection.close(200, "front tier stopping".into())).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> RpcClient {
+        RpcClient::new(RpcSettings {
+            amqp_url: "amqp://127.0.0.1:1/%2f".into(),
+            queue: "q".into(),
+            connection_name: "test".into(),
+            connect_timeout: Duration::from_millis(100),
+            timeout: Duration::from_millis(100),
+        })
+    }
+
+    #[tokio::test]
+    async fn without_a_link_a_buy_fails_at_once_and_leaves_nothing_pending() {
+        let rpc = client();
+        let started = std::time::Instant::now();
+
+        let outcome = rpc.buy(UserId::new(1).unwrap()).await;
+
+        assert!(matches!(outcome, Err(RpcError::Unavailable)), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert_eq!(rpc.pending(), 0);
+    }
+
+    #[test]
+    fn a_pending_entry_is_removed_when_dropped() {
+        let rpc = client();
+        let (entry, _reply) = PendingEntry::register(&rpc.inner, "c1".into());
+        assert_eq!(rpc.pending(), 1);
+        drop(entry);
+        assert_eq!(rpc.pending(), 0);
+    }
+
+    #[test]
+    fn replies_are_buy_responses_or_worker_errors() {
+        let ordered = parse_reply(br#"{"outcome":"ordered","order_id":"o","user_id":3}"#);
+        assert_eq!(ordered.unwrap().user_id, 3);
+        let failed = parse_reply(br#"{"error":"store unavailable"}"#);
+        assert!(matches!(failed, Err(RpcError::Worker(e)) if e == "store unavailable"));
+        assert!(matches!(parse_reply(b"junk"), Err(RpcError::BadReply)));
+    }
+}
