@@ -1,0 +1,8 @@
+//! Front tier end to end: a real backend, worker and front tier in-process on free ports,
+//! the real RabbitMQ on 127.0.0.1:5672 (override with FLASHSALE_TEST_AMQP_URL), a fresh
+//! store and unique queue names per test.
+
+mod concurrency;
+mod failures;
+mod helpers;
+mod routes;
