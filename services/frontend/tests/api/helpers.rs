@@ -299,7 +299,7 @@ pub async fn message_count(queue: &str) -> u32 {
 pub async fn close_connections_named(name: &str) -> usize {
     // Plain output, one connection a line: `<pid>\t[client properties]`. (The JSON formatter
     // prints pids as `#PID<...>`, which `close_connection` does not accept.)
-    let output = tokio::process::Command::new("rabbitmqctl")
+    let output = tokio::process::Command::new(rabbitmqctl())
         .args(["list_connections", "pid", "client_properties", "-q"])
         .output()
         .await
@@ -309,7 +309,7 @@ pub async fn close_connections_named(name: &str) -> usize {
     let mut closed = 0;
     for line in listing.lines().filter(|line| line.contains(name)) {
         let pid = line.split('\t').next().unwrap();
-        let status = tokio::process::Command::new("rabbitmqctl")
+        let status = tokio::process::Command::new(rabbitmqctl())
             .args(["close_connection", pid, "closed by a test", "-q"])
             .status()
             .await
@@ -356,5 +356,17 @@ impl Drop for QueueGuard {
             });
         })
         .join();
+    }
+}
+
+/// `rabbitmqctl` from PATH, else Debian's /usr/sbin (not on a non-root user's PATH).
+fn rabbitmqctl() -> String {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("rabbitmqctl").is_file())
+    });
+    if on_path {
+        "rabbitmqctl".into()
+    } else {
+        "/usr/sbin/rabbitmqctl".into()
     }
 }
