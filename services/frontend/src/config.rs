@@ -43,9 +43,10 @@ pub struct Config {
     #[arg(long, env = "FLASHSALE_DEFAULT_ROUTE", value_enum, default_value_t = Route::Http)]
     pub default_route: Route,
 
-    /// Longest a buy may take on either route before it is answered 504. Also the TTL of a
+    /// Longest a buy may take on either route before it is answered 504 (below nginx's 30 s
+    /// read timeout and the load tester's, so the front tier decides). Also the TTL of a
     /// request message, so a request nobody is waiting for any more is never served.
-    #[arg(long, env = "FLASHSALE_TIMEOUT_MS", default_value_t = 5000,
+    #[arg(long, env = "FLASHSALE_TIMEOUT_MS", default_value_t = 20000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
 

@@ -1,5 +1,7 @@
 //! Tracing set-up shared by every binary: `RUST_LOG` filters, `info` by default.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs a fmt subscriber on stderr. Safe to call more than once (later calls do nothing),
@@ -9,5 +11,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: log files and `docker compose logs` stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
