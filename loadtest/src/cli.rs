@@ -117,6 +117,10 @@ pub struct RunOpts {
     #[arg(long, env = "FLASHSALE_DRAIN_INTERVAL_MS", default_value_t = 250)]
     pub drain_interval_ms: u64,
 
+    /// Generator threads (each a single-threaded runtime); 0 means one per core.
+    #[arg(long, env = "FLASHSALE_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
     pub quiet: bool,
@@ -217,6 +221,10 @@ pub struct MatrixOpts {
     /// order counts in a row), in milliseconds.
     #[arg(long, env = "FLASHSALE_DRAIN_INTERVAL_MS", default_value_t = 250)]
     pub drain_interval_ms: u64,
+
+    /// Generator threads (each a single-threaded runtime); 0 means one per core.
+    #[arg(long, env = "FLASHSALE_THREADS", default_value_t = 0)]
+    pub threads: usize,
 
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]

@@ -50,6 +50,9 @@ pub enum LoadtestError {
     #[error("cannot read report {}: {reason}; pass a JSON report written by loadtest", path.display())]
     ReadReport { path: PathBuf, reason: String },
 
+    #[error("cannot start the generator threads: {0}")]
+    Runtime(String),
+
     #[error("report histogram is unusable: {0}")]
     Histogram(String),
 

@@ -126,6 +126,7 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         timeout: Duration::from_millis(opts.timeout_ms),
         user_start: opts.user_start,
         warmup: opts.warmup,
+        threads: opts.threads,
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(&label, counters.clone(), plan.total_requests(), opts.quiet);

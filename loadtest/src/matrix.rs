@@ -91,6 +91,7 @@ pub async fn run(opts: &MatrixOpts) -> Result<(MatrixReport, Vec<PathBuf>), Load
                     timeout: Duration::from_millis(opts.timeout_ms),
                     user_start: opts.user_start,
                     warmup: None,
+                    threads: opts.threads,
                 };
                 let counters = Arc::new(Counters::default());
                 let progress =

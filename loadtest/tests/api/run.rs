@@ -122,6 +122,7 @@ async fn requests_to_a_closed_port_are_connect_errors() {
         timeout: Duration::from_secs(2),
         user_start: 1,
         warmup: None,
+        threads: 2,
     };
 
     let result = engine::run(&plan, Arc::new(Counters::default()), || async { Ok(()) })
