@@ -49,4 +49,4 @@ done
 grep '^stack: ready' "$stack_log" || { say "error: the stack was not ready within 2 minutes" >&2; exit 1; }
 
 target/release/loadtest matrix http://127.0.0.1:5000 "$@"
-say "done: see results/ (matrix.md is the table; matrix.json the full report)"
+say "done: the report files are listed above (wrote ...)"
