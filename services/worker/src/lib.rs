@@ -14,6 +14,8 @@ pub mod connection;
 mod consumer;
 mod health;
 pub mod message;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod topology;
 
 use std::future::Future;

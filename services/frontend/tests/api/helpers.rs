@@ -1,28 +1,16 @@
 //! `spawn_stack()`: backend + worker + front tier on one temporary store and one fresh queue.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use clap::Parser;
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
 use order_core::{Store, Strategy};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub const DEADLINE: Duration = Duration::from_secs(15);
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-pub fn amqp_url() -> String {
-    std::env::var("FLASHSALE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-pub fn unique(prefix: &str) -> String {
-    format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
-}
+pub use worker::test_support::*;
 
 /// A spawned service: stop it (bounded) or let the test end.
 pub struct Running<T> {
@@ -257,116 +245,5 @@ impl TestStack {
             .await
             .unwrap_or_else(|_| panic!("front tier RPC link connected={value} in time"))
             .unwrap();
-    }
-}
-
-/// Polls `check` until it holds or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Ready messages in `queue` right now (a passive declare on a short-lived connection).
-pub async fn message_count(queue: &str) -> u32 {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let count = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
-    let _ = connection.close(200, "done".into()).await;
-    count
-}
-
-/// Closes, from the broker's side, the connections named `name` (only this test's).
-pub async fn close_connections_named(name: &str) -> usize {
-    // Plain output, one connection a line: `<pid>\t[client properties]`. (The JSON formatter
-    // prints pids as `#PID<...>`, which `close_connection` does not accept.)
-    let output = tokio::process::Command::new(rabbitmqctl())
-        .args(["list_connections", "pid", "client_properties", "-q"])
-        .output()
-        .await
-        .expect("rabbitmqctl runs");
-    assert!(output.status.success(), "{output:?}");
-    let listing = String::from_utf8_lossy(&output.stdout);
-    let mut closed = 0;
-    for line in listing.lines().filter(|line| line.contains(name)) {
-        let pid = line.split('\t').next().unwrap();
-        let status = tokio::process::Command::new(rabbitmqctl())
-            .args(["close_connection", pid, "closed by a test", "-q"])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "closing {pid}");
-        closed += 1;
-    }
-    closed
-}
-
-/// Deletes the test's queues and dead-letter exchange when dropped, even on panic.
-pub struct QueueGuard(pub String);
-
-impl Drop for QueueGuard {
-    fn drop(&mut self) {
-        let queue = self.0.clone();
-        // A fresh runtime on a plain thread: Drop may run inside a runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let Ok(Ok(connection)) = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    Connection::connect(&amqp_url(), ConnectionProperties::default()),
-                )
-                .await
-                else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for name in [queue.clone(), worker::topology::dead_letter_queue(&queue)] {
-                        let _ = channel
-                            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                            .await;
-                    }
-                    let dlx = worker::topology::dead_letter_exchange(&queue);
-                    let _ = channel
-                        .exchange_delete(dlx.as_str().into(), Default::default())
-                        .await;
-                }
-                let _ = connection.close(200, "test cleanup".into()).await;
-            });
-        })
-        .join();
-    }
-}
-
-/// `rabbitmqctl` from PATH, else Debian's /usr/sbin (not on a non-root user's PATH).
-fn rabbitmqctl() -> String {
-    let on_path = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("rabbitmqctl").is_file())
-    });
-    if on_path {
-        "rabbitmqctl".into()
-    } else {
-        "/usr/sbin/rabbitmqctl".into()
     }
 }
