@@ -531,7 +531,9 @@ async fn connect(addr: SocketAddr) -> Result<(SendRequest<Empty<Bytes>>, Connect
     let stream = TcpStream::connect(addr).await.map_err(drop)?;
     // Small requests and answers: do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
-    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(drop)
 }

@@ -24,6 +24,8 @@ pub struct Target {
     /// path and query when user ids are off.
     prefix: String,
     with_user_ids: bool,
+    /// The request target when it never changes (no user ids): parsed once, cloned cheaply.
+    fixed: Uri,
 }
 
 impl Target {
@@ -66,12 +68,14 @@ impl Target {
             (Some(q), false) => write!(prefix, "?{q}").unwrap(),
             (None, false) => {}
         }
+        let fixed = Uri::try_from(prefix.as_str()).map_err(|e| bad(&e.to_string()))?;
         Ok(Self {
             url: url.to_string(),
             origin,
             authority,
             prefix,
             with_user_ids,
+            fixed,
         })
     }
 
@@ -82,16 +86,14 @@ impl Target {
 
     /// The request target (origin-form) for one request.
     pub fn request_uri(&self, user: u64) -> Uri {
-        let uri = if self.with_user_ids {
-            let mut s = String::with_capacity(self.prefix.len() + 20);
-            s.push_str(&self.prefix);
-            write!(s, "{user}").unwrap();
-            Uri::try_from(s)
-        } else {
-            Uri::try_from(self.prefix.as_str())
-        };
+        if !self.with_user_ids {
+            return self.fixed.clone();
+        }
+        let mut s = String::with_capacity(self.prefix.len() + 20);
+        s.push_str(&self.prefix);
+        write!(s, "{user}").unwrap();
         // The prefix came out of a valid URI and digits keep it valid.
-        uri.expect("request path built from a parsed URI is valid")
+        Uri::try_from(s).expect("request path built from a parsed URI is valid")
     }
 
     /// A short name of the route the URL buys through: `http`, `mq`, `default` (`/buy`),
