@@ -328,7 +328,9 @@ impl ClientResult {
         if outcome.is_error() {
             self.pending_errors += 1;
         }
-        if self.pending_done >= COUNTER_BATCH {
+        // Slow answers are rare enough to publish at once, so a slow run's progress
+        // line moves request by request.
+        if self.pending_done >= COUNTER_BATCH || latency >= Duration::from_millis(1) {
             self.flush(shared);
         }
     }

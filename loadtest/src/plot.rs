@@ -51,7 +51,7 @@ pub fn latency_percentiles(
         .iter()
         .flat_map(|(_, c)| c.iter().map(|p| p.1))
         .fold(1.0, f64::max)
-        * 1.1;
+        * legend_headroom(curves.len());
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
@@ -65,6 +65,7 @@ pub fn latency_percentiles(
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency (ms)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_labels(5)
         .x_label_formatter(&|x| nines_label(*x))
         .draw()
@@ -87,6 +88,12 @@ pub fn latency_percentiles(
         .draw()
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Room above the data for the legend (upper left), which grows with the number of lines,
+/// so the legend does not hide them.
+fn legend_headroom(lines: usize) -> f64 {
+    1.15 + 0.04 * lines as f64
 }
 
 fn nines_label(x: f64) -> String {
@@ -116,7 +123,8 @@ pub fn throughput(path: &Path, title: &str, reports: &[Report]) -> Result<(), Lo
         .map(|r| r.concurrency as f64)
         .fold(1.0, f64::max)
         * 1.1;
-    let y_max = reports.iter().map(|r| r.throughput_rps).fold(1.0, f64::max) * 1.15;
+    let y_max = reports.iter().map(|r| r.throughput_rps).fold(1.0, f64::max)
+        * legend_headroom(series.len());
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
@@ -130,6 +138,8 @@ pub fn throughput(path: &Path, title: &str, reports: &[Report]) -> Result<(), Lo
         .configure_mesh()
         .x_desc("concurrency (clients)")
         .y_desc("trans/sec")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| err(e.to_string()))?;
     for (i, (name, points)) in series.into_iter().enumerate() {
@@ -144,7 +154,7 @@ pub fn throughput(path: &Path, title: &str, reports: &[Report]) -> Result<(), Lo
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
