@@ -106,11 +106,15 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
     let route = opts.route.clone().unwrap_or_else(|| target.route_name());
     let label = match &opts.label {
         Some(label) => label.clone(),
-        None => format!(
-            "{}-c{}",
-            route.trim_start_matches('/').replace('/', "-"),
-            opts.concurrency
-        ),
+        None => {
+            let name = route.trim_matches('/').replace('/', "-");
+            let name = if name.is_empty() {
+                "root"
+            } else {
+                name.as_str()
+            };
+            format!("{name}-c{}", opts.concurrency)
+        }
     };
     check_label(&label)?;
     report::ensure_writable(&opts.out)?;
