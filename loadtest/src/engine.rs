@@ -364,7 +364,7 @@ async fn client(
     if let Some(until) = shared.warmup_until {
         while Instant::now() < until {
             let user = shared.warm_user.fetch_add(1, Relaxed);
-            conn.exchange(&shared, user).await;
+            conn.exchange(&shared, user, Instant::now()).await;
         }
     }
     ready.wait().await;
@@ -399,7 +399,7 @@ async fn closed_loop(
         sent += 1;
         let user = shared.next_user.fetch_add(1, Relaxed);
         let sent_at = Instant::now();
-        let (outcome, named) = conn.exchange(shared, user).await;
+        let (outcome, named) = conn.exchange(shared, user, sent_at).await;
         result.borrow_mut().record(
             shared,
             outcome,
@@ -428,7 +428,7 @@ async fn open_loop(
         let intended = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(intended.into()).await;
         let user = shared.user_start + i;
-        let (outcome, named) = conn.exchange(shared, user).await;
+        let (outcome, named) = conn.exchange(shared, user, Instant::now()).await;
         // From the intended send time: time spent queued behind a slow answer counts.
         result.borrow_mut().record(
             shared,
@@ -480,8 +480,13 @@ impl Conn {
     /// The timer is not re-armed per request (that is a timer-wheel update each time):
     /// it keeps an earlier deadline, and only when it fires is it moved to the current
     /// request's deadline. It never fires later than the current deadline.
-    async fn exchange(&mut self, shared: &Shared, user: u64) -> (Outcome, Option<u64>) {
-        let deadline = tokio::time::Instant::now() + shared.timeout;
+    async fn exchange(
+        &mut self,
+        shared: &Shared,
+        user: u64,
+        now: Instant,
+    ) -> (Outcome, Option<u64>) {
+        let deadline = tokio::time::Instant::from_std(now) + shared.timeout;
         if self.timer.deadline() > deadline {
             self.timer.as_mut().reset(deadline);
         }

@@ -110,6 +110,8 @@ struct BuyAnswer<'a> {
 /// Classifies one HTTP answer; also returns the user id the body names, if any.
 pub fn classify(status: u16, body: &[u8]) -> (Outcome, Option<u64>) {
     match status {
+        // Only a JSON object can be a buy answer; skip the parser for anything else.
+        200..=299 if body.trim_ascii_start().first() != Some(&b'{') => (Outcome::Other, None),
         200..=299 => match serde_json::from_slice::<BuyAnswer>(body) {
             Ok(answer) => {
                 let outcome = match answer.outcome {
