@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use order_core::{BuyResponse, SaleConfig, SaleState, Store, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/sale", get(sale))
+        .route("/sale/orders", get(sale_orders))
         .route("/admin/sale", post(reset_sale))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +72,45 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 
 async fn sale(State(state): State<AppState>) -> Result<Json<SaleState>, ApiError> {
     Ok(Json(state.store.sale().await?))
+}
+
+/// Most user ids one `/sale/orders` page carries.
+const MAX_PAGE: u32 = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrdersPage {
+    /// Only ids greater than this (the previous page's `next_after`).
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "max_page")]
+    limit: u32,
+}
+
+fn max_page() -> u32 {
+    MAX_PAGE
+}
+
+#[derive(Serialize)]
+struct OrdersPageBody {
+    user_ids: Vec<u64>,
+    /// Where the next page starts; `null` on the last page.
+    next_after: Option<u64>,
+}
+
+/// `GET /sale/orders?after=<id>&limit=<n>`: the buyers the store holds, ascending, so a load
+/// tester can check every `ordered` answer against the store, not just the count.
+async fn sale_orders(
+    State(state): State<AppState>,
+    page: Result<Query<OrdersPage>, QueryRejection>,
+) -> Result<Json<OrdersPageBody>, ApiError> {
+    let Query(page) = page.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if !(1..=MAX_PAGE).contains(&page.limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let user_ids = state.store.order_user_ids_after(page.after, page.limit).await?;
+    let next_after = (user_ids.len() == page.limit as usize).then(|| user_ids.last().copied()).flatten();
+    Ok(Json(OrdersPageBody { user_ids, next_after }))
 }
 
 #[tracing::instrument(skip_all)]

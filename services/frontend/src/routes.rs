@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/buy", get(default_buy))
         .route("/healthz", get(healthz))
         .route("/sale", get(sale))
+        .route("/sale/orders", get(sale_orders))
         .route("/admin/sale", post(admin_sale))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -146,6 +147,23 @@ async fn sale(State(state): State<AppState>, headers: HeaderMap) -> Result<Respo
     let answer = state
         .http
         .pass_through(Method::GET, "/sale", &headers, Bytes::new())
+        .await?;
+    Ok(pass_through_response(answer))
+}
+
+/// The buyers the store holds, paged (`?after=&limit=` as the backend takes them).
+async fn sale_orders(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = match query {
+        Some(query) => format!("/sale/orders?{query}"),
+        None => "/sale/orders".to_owned(),
+    };
+    let answer = state
+        .http
+        .pass_through(Method::GET, &path, &headers, Bytes::new())
         .await?;
     Ok(pass_through_response(answer))
 }

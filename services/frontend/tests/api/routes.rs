@@ -129,6 +129,21 @@ async fn sale_and_admin_sale_are_passed_through_to_the_backend_with_the_token() 
 }
 
 #[tokio::test]
+async fn sale_orders_is_passed_through_with_its_query() {
+    let stack = spawn_stack(StackOptions::default()).await;
+    for user in [4, 2, 8] {
+        stack.get(&format!("/http/buy?user={user}")).await;
+    }
+
+    let (status, page) = stack.get("/sale/orders?after=2&limit=1").await;
+    let (bad_status, _) = stack.get("/sale/orders?limit=0").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(page, json!({"user_ids": [4], "next_after": 4}));
+    assert_eq!(bad_status, 400);
+}
+
+#[tokio::test]
 async fn healthz_is_200_when_both_upstreams_are_usable() {
     let stack = spawn_stack(StackOptions::default()).await;
 

@@ -122,9 +122,24 @@ impl Store {
         dispatch!(self.sale())
     }
 
-    /// Every user id holding an order (for the load tester's lost-order accounting in tests).
+    /// Up to `limit` user ids holding an order, ascending, all greater than `after`: one page
+    /// of the buyers the store holds (the load tester checks its `ordered` answers against it).
+    pub async fn order_user_ids_after(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self.order_user_ids_after(after, limit))
+    }
+
+    /// Every user id holding an order, ascending.
     pub async fn order_user_ids(&self) -> Result<Vec<u64>, StoreError> {
-        dispatch!(self.order_user_ids())
+        const PAGE: u32 = 10_000;
+        let mut all = Vec::new();
+        loop {
+            let page = self.order_user_ids_after(all.last().copied().unwrap_or(0), PAGE).await?;
+            let full = page.len() == PAGE as usize;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 }
 
