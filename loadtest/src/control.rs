@@ -19,6 +19,10 @@ pub struct Sale {
     pub oversold: Option<u64>,
     #[serde(default)]
     pub strategy: Option<String>,
+    /// Every buyer the store holds (`GET /sale/orders`), ascending; `None` when the target
+    /// does not list them, and lost orders can then only be bounded from the counts.
+    #[serde(skip)]
+    pub held_users: Option<Vec<u64>>,
 }
 
 impl Sale {
@@ -132,6 +136,40 @@ impl Control {
             return Ok(None);
         }
         Ok(response.json::<Sale>().await.ok())
+    }
+
+    /// Reads every buyer the store holds, page by page, from `GET /sale/orders`.
+    /// `Ok(None)` when the target has no such endpoint (or does not answer it as expected).
+    pub async fn read_held_users(&self) -> Result<Option<Vec<u64>>, LoadtestError> {
+        #[derive(Deserialize)]
+        struct Page {
+            user_ids: Vec<u64>,
+            next_after: Option<u64>,
+        }
+        let mut held = Vec::new();
+        let mut after = 0;
+        loop {
+            let url = format!("{}/sale/orders?after={after}", self.origin);
+            let response = self
+                .client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| self.failed(&url, e))?;
+            if !response.status().is_success() {
+                return Ok(None);
+            }
+            let Ok(page) = response.json::<Page>().await else {
+                return Ok(None);
+            };
+            held.extend(page.user_ids);
+            match page.next_after {
+                // A page must move forward; anything else is not the contract.
+                Some(next) if next > after => after = next,
+                Some(_) => return Ok(None),
+                None => return Ok(Some(held)),
+            }
+        }
     }
 
     /// Waits until the sale's order count is stable across two reads `interval` apart

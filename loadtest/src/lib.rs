@@ -254,10 +254,21 @@ pub fn drain(interval_ms: u64, max_ms: u64) -> Drain {
     }
 }
 
-/// Waits for the store to settle and reads it; a failed read leaves the store unread
-/// (with a warning) rather than losing the run's measurements.
+/// Waits for the store to settle and reads it, with the list of buyers it holds where the
+/// target serves one; a failed read leaves the store unread (with a warning) rather than
+/// losing the run's measurements.
 pub async fn read_store(control: &Control, drain: Drain) -> Option<Sale> {
-    match control.wait_until_drained(drain.interval, drain.max).await {
+    let read = async {
+        let Some(mut sale) = control
+            .wait_until_drained(drain.interval, drain.max)
+            .await?
+        else {
+            return Ok(None);
+        };
+        sale.held_users = control.read_held_users().await?;
+        Ok::<_, LoadtestError>(Some(sale))
+    };
+    match read.await {
         Ok(sale) => sale,
         Err(e) => {
             eprintln!("loadtest: warning: the store was not read: {e}");

@@ -208,12 +208,20 @@ impl MatrixReport {
                     format!("{:.2}", s.latency_ms.p99),
                     opt(&s.orders_in_store),
                     opt(&s.oversold),
-                    opt(&s.lost_orders),
+                    match (s.lost_orders, s.lost_orders_exact) {
+                        (Some(lost), false) => format!(">= {lost}"),
+                        (lost, _) => opt(&lost),
+                    },
                     s.errors.to_string(),
                 ]
             })
             .collect();
         md.push_str(&markdown_table(&headers, rows));
+        let _ = writeln!(
+            md,
+            "\n`lost`: buyers answered `ordered` whose order the store does not hold, checked \
+             buyer by buyer against `/sale/orders` (`>= n` where the target only gave counts)."
+        );
         let _ = writeln!(
             md,
             "\n![throughput]({0}-throughput.svg)\n\n![latency percentiles]({0}-latency.svg)",

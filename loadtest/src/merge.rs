@@ -32,6 +32,7 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
         .filter(|r| r.store_read)
         .max_by_key(|r| r.orders_in_store.unwrap_or(0));
     let ordered_users = sum(|r| r.ordered_users);
+    let all_exact = reports.iter().all(|r| r.store_read && r.lost_orders_exact);
     let same = |f: fn(&Report) -> String| {
         let v = f(first);
         if reports.iter().all(|r| f(r) == v) {
@@ -63,9 +64,16 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
         oversold: store.and_then(|r| r.oversold),
         ordered_responses: outcomes.ordered,
         ordered_users,
-        lost_orders: store
-            .and_then(|r| r.orders_in_store)
-            .map(|orders| ordered_users.saturating_sub(orders)),
+        // Each machine checked its own (disjoint) buyers against the whole store: exact
+        // counts add up. Otherwise only the counts bound it.
+        lost_orders: if all_exact {
+            Some(sum(|r| r.lost_orders.unwrap_or(0)))
+        } else {
+            store
+                .and_then(|r| r.orders_in_store)
+                .map(|orders| ordered_users.saturating_sub(orders))
+        },
+        lost_orders_exact: all_exact,
         started_at: reports
             .iter()
             .map(|r| r.started_at.clone())

@@ -194,6 +194,11 @@ pub struct Report {
     /// Distinct user ids answered `ordered`.
     pub ordered_users: u64,
     pub lost_orders: Option<u64>,
+    /// Whether `lost_orders` was checked buyer by buyer against the store's list of buyers
+    /// (exact), or only bounded from the counts (a lower bound: an order committed for a
+    /// request that timed out can hide an acknowledged order that is missing).
+    #[serde(default)]
+    pub lost_orders_exact: bool,
     pub machine: Machine,
     pub started_at: String,
     /// Labels of the reports this one merges (empty for a single run).
@@ -254,12 +259,23 @@ impl Report {
             ordered_responses: result.outcomes.ordered,
             ordered_users,
             lost_orders: None,
+            lost_orders_exact: false,
             machine: Machine::this(),
             started_at: rfc3339(result.started_at),
             merged_from: Vec::new(),
             histogram: SerializedHistogram::encode(&result.histogram)?,
         };
         report.set_store(sale);
+        if let Some(held) = sale.and_then(|s| s.held_users.as_deref()) {
+            // Both lists are sorted: count the ordered buyers the store does not hold.
+            let missing = result
+                .ordered_users
+                .iter()
+                .filter(|user| held.binary_search(user).is_err())
+                .count();
+            report.lost_orders = Some(missing as u64);
+            report.lost_orders_exact = true;
+        }
         Ok(report)
     }
 
@@ -270,6 +286,7 @@ impl Report {
         self.orders_in_store = sale.map(|s| s.orders);
         self.oversold = sale.map(Sale::oversold);
         self.lost_orders = sale.map(|s| self.ordered_users.saturating_sub(s.orders));
+        self.lost_orders_exact = false;
     }
 
     pub fn decode_histogram(&self) -> Result<Histogram<u64>, LoadtestError> {
@@ -340,7 +357,16 @@ impl Report {
             ("stock", opt(&self.stock)),
             ("orders in store", opt(&self.orders_in_store)),
             ("oversold", opt(&self.oversold)),
-            ("lost orders", opt(&self.lost_orders)),
+            (
+                "lost orders",
+                match (self.lost_orders, self.lost_orders_exact) {
+                    (Some(lost), true) => {
+                        format!("{lost} (every ordered buyer checked in the store)")
+                    }
+                    (Some(lost), false) => format!("at least {lost} (from counts only)"),
+                    (None, _) => "-".to_string(),
+                },
+            ),
         ];
         for (k, v) in rows {
             let _ = writeln!(md, "| {k} | {v} |");

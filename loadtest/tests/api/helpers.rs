@@ -61,6 +61,11 @@ pub struct Faults {
     pub lose_even_users: bool,
     /// Take this many orders beyond stock.
     pub oversell_by: u64,
+    /// Store odd users' orders but answer them 503 (a commit whose answer was lost): by count
+    /// alone, these hide as many lost acknowledged orders.
+    pub store_odd_users_answer_503: bool,
+    /// No `GET /sale/orders`: the load tester can only compare counts.
+    pub no_order_list: bool,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +120,12 @@ async fn buy(
         if !(s.faults.lose_even_users && user % 2 == 0) {
             s.orders.insert(user);
         }
+        if s.faults.store_odd_users_answer_503 && user % 2 == 1 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "answer lost after the commit"})),
+            );
+        }
         return (
             StatusCode::OK,
             Json(json!({"outcome": "ordered", "order_id": format!("o{user}"), "user_id": user})),
@@ -135,6 +146,42 @@ async fn sale(State(state): State<Arc<Mutex<SaleState>>>) -> Json<Value> {
         "oversold": orders.saturating_sub(s.stock),
         "strategy": s.strategy,
     }))
+}
+
+#[derive(Deserialize)]
+struct OrdersPage {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn sale_orders(
+    State(state): State<Arc<Mutex<SaleState>>>,
+    Query(page): Query<OrdersPage>,
+) -> (StatusCode, Json<Value>) {
+    let s = state.lock().unwrap();
+    if s.faults.no_order_list {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such route"})),
+        );
+    }
+    let mut held: Vec<u64> = s
+        .orders
+        .iter()
+        .copied()
+        .filter(|u| *u > page.after)
+        .collect();
+    held.sort_unstable();
+    let limit = page.limit.unwrap_or(10_000);
+    held.truncate(limit);
+    let next_after = (held.len() == limit)
+        .then(|| held.last().copied())
+        .flatten();
+    (
+        StatusCode::OK,
+        Json(json!({"user_ids": held, "next_after": next_after})),
+    )
 }
 
 async fn admin(
@@ -174,6 +221,7 @@ impl FakeSale {
             .route("/mq/buy", get(buy))
             .route("/buy", get(buy))
             .route("/sale", get(sale))
+            .route("/sale/orders", get(sale_orders))
             .route("/admin/sale", post(admin))
             .with_state(state.clone());
         let addr = serve(router).await;

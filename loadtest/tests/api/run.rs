@@ -308,6 +308,66 @@ async fn oversold_and_lost_orders_are_caught() {
         (20, Some(10))
     );
     assert_eq!(lost.lost_orders, Some(10));
+    assert!(over.lost_orders_exact && lost.lost_orders_exact);
+}
+
+#[tokio::test]
+async fn a_lost_order_hidden_by_an_unanswered_commit_is_caught_buyer_by_buyer() {
+    // Even buyers are told `ordered` but not stored; odd buyers are stored but told 503.
+    // The counts match (10 ordered answers, 10 orders held), yet 10 acknowledged orders are
+    // missing: only the check against the store's list of buyers sees them.
+    let sale = FakeSale::start(
+        100,
+        Faults {
+            lose_even_users: true,
+            store_odd_users_answer_503: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let out = tempfile::tempdir().unwrap();
+
+    let report = run(out.path(), &[&sale.url("/http/buy"), "-c", "4", "-n", "20"]).await;
+
+    assert_eq!(
+        (report.ordered_responses, report.orders_in_store),
+        (10, Some(10))
+    );
+    assert_eq!(report.outcomes.http_5xx, 10);
+    assert_eq!(
+        (report.lost_orders, report.lost_orders_exact),
+        (Some(10), true)
+    );
+}
+
+#[tokio::test]
+async fn without_a_list_of_buyers_lost_orders_is_a_lower_bound_from_the_counts() {
+    let sale = FakeSale::start(
+        100,
+        Faults {
+            lose_even_users: true,
+            store_odd_users_answer_503: true,
+            no_order_list: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let out = tempfile::tempdir().unwrap();
+
+    let report = run(out.path(), &[&sale.url("/http/buy"), "-c", "4", "-n", "20"]).await;
+
+    // The same fault as above, seen through counts only: the bound cannot see it, and the
+    // report says the figure is only a bound.
+    assert_eq!(
+        (report.lost_orders, report.lost_orders_exact),
+        (Some(0), false)
+    );
+    let markdown =
+        std::fs::read_to_string(out.path().join(format!("{}.md", report.label))).unwrap();
+    assert!(
+        markdown.contains("at least 0 (from counts only)"),
+        "{markdown}"
+    );
 }
 
 #[tokio::test]
