@@ -33,21 +33,7 @@ pub struct Config {
 impl Config {
     /// The store spec with any password in a MongoDB URI masked.
     pub fn store_for_logs(&self) -> String {
-        mask_password(&self.store)
-    }
-}
-
-/// Masks the password of a `scheme://user:password@host` URI.
-fn mask_password(spec: &str) -> String {
-    let Some((scheme, rest)) = spec.split_once("://") else {
-        return spec.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return spec.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => spec.to_owned(),
+        order_core::redact::redact_url(&self.store)
     }
 }
 

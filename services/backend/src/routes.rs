@@ -106,11 +106,21 @@ async fn sale_orders(
 ) -> Result<Json<OrdersPageBody>, ApiError> {
     let Query(page) = page.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if !(1..=MAX_PAGE).contains(&page.limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
-    let user_ids = state.store.order_user_ids_after(page.after, page.limit).await?;
-    let next_after = (user_ids.len() == page.limit as usize).then(|| user_ids.last().copied()).flatten();
-    Ok(Json(OrdersPageBody { user_ids, next_after }))
+    let user_ids = state
+        .store
+        .order_user_ids_after(page.after, page.limit)
+        .await?;
+    let next_after = (user_ids.len() == page.limit as usize)
+        .then(|| user_ids.last().copied())
+        .flatten();
+    Ok(Json(OrdersPageBody {
+        user_ids,
+        next_after,
+    }))
 }
 
 #[tracing::instrument(skip_all)]

@@ -4,8 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use order_core::redact::redact_url;
 use worker::config::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
-use worker::connection::redact_url;
 
 /// Which path `GET /buy` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,9 +3,10 @@
 //! - [`domain`]: user ids, buy outcomes, the sale's configuration and state.
 //! - [`strategy`]: how a buy is decided (`count-insert`, racy on purpose; `conditional`, never oversells).
 //! - [`store`]: where orders live (embedded SQLite file or MongoDB), selected by one string.
-//! - [`telemetry`] and [`shutdown`]: the process plumbing every binary shares.
+//! - [`telemetry`], [`shutdown`] and [`redact`]: the process plumbing every binary shares.
 
 pub mod domain;
+pub mod redact;
 pub mod shutdown;
 pub mod store;
 pub mod strategy;

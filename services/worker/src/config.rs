@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use order_core::{SaleConfig, Strategy};
 
-use crate::connection::redact_url;
+use order_core::redact::redact_url;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_QUEUE: &str = "buy_requests";

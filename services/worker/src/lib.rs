@@ -29,8 +29,8 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::connection::redact_url;
 use crate::consumer::Consumer;
+use order_core::redact::redact_url;
 
 /// A worker built from its configuration, ready to run.
 pub struct Application {

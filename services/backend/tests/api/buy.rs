@@ -97,11 +97,23 @@ async fn sale_orders_lists_every_buyer_in_pages() {
 
     let (status, first) = app.get("/sale/orders?limit=2").await;
     assert_eq!(status, 200);
-    assert_eq!(first, serde_json::json!({"user_ids": [1, 3], "next_after": 3}));
+    assert_eq!(
+        first,
+        serde_json::json!({"user_ids": [1, 3], "next_after": 3})
+    );
     let (_, rest) = app.get("/sale/orders?after=3").await;
-    assert_eq!(rest, serde_json::json!({"user_ids": [5, 7, 9], "next_after": null}));
+    assert_eq!(
+        rest,
+        serde_json::json!({"user_ids": [5, 7, 9], "next_after": null})
+    );
 
-    for bad in ["?limit=0", "?limit=10001", "?after=abc", "?after=-1", "?page=2"] {
+    for bad in [
+        "?limit=0",
+        "?limit=10001",
+        "?after=abc",
+        "?after=-1",
+        "?page=2",
+    ] {
         let (status, body) = app.get(&format!("/sale/orders{bad}")).await;
         assert_eq!(status, 400, "{bad}");
         assert!(body["error"].is_string(), "{bad}: {body}");

@@ -124,7 +124,11 @@ impl Store {
 
     /// Up to `limit` user ids holding an order, ascending, all greater than `after`: one page
     /// of the buyers the store holds (the load tester checks its `ordered` answers against it).
-    pub async fn order_user_ids_after(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+    pub async fn order_user_ids_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
         dispatch!(self.order_user_ids_after(after, limit))
     }
 
@@ -133,7 +137,9 @@ impl Store {
         const PAGE: u32 = 10_000;
         let mut all = Vec::new();
         loop {
-            let page = self.order_user_ids_after(all.last().copied().unwrap_or(0), PAGE).await?;
+            let page = self
+                .order_user_ids_after(all.last().copied().unwrap_or(0), PAGE)
+                .await?;
             let full = page.len() == PAGE as usize;
             all.extend(page);
             if !full {

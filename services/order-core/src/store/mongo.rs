@@ -261,9 +261,15 @@ impl MongoStore {
         Ok(SaleState::new(sale.config()?, orders))
     }
 
-    pub async fn order_user_ids_after(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+    pub async fn order_user_ids_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
         use futures_util::TryStreamExt;
-        let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
         let orders: Vec<OrderDoc> = self
             .orders
             .find(doc! { "user_id": { "$gt": after } })

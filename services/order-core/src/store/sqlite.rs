@@ -210,12 +210,19 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn order_user_ids_after(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+    pub async fn order_user_ids_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
         // Ids above i64::MAX cannot be stored, so nothing comes after them.
-        let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
         self.run(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT user_id FROM orders WHERE user_id > ?1 ORDER BY user_id LIMIT ?2")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT user_id FROM orders WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+            )?;
             let ids = stmt.query_map(params![after, limit], |r| r.get::<_, i64>(0))?;
             ids.map(|id| to_u64(id?)).collect()
         })
