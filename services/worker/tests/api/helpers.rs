@@ -235,19 +235,8 @@ impl RpcClient {
             .unwrap();
     }
 
-    /// Ready messages in `queue` right now (passive declare).
+    /// Ready messages in `queue` right now.
     pub async fn message_count(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count()
+        worker::test_support::message_count(queue).await
     }
 }
