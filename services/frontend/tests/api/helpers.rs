@@ -57,6 +57,9 @@ pub struct StackOptions {
     pub backend_url: Option<String>,
     /// Front tier's broker URL; `None` means the real broker.
     pub amqp_url: Option<String>,
+    /// Put real nginx (`scripts/nginx-native.sh`) in front of two backend replicas on the
+    /// stack's store, and point the front tier at it, as the native stack and compose do.
+    pub via_nginx: bool,
 }
 
 impl Default for StackOptions {
@@ -70,6 +73,7 @@ impl Default for StackOptions {
             timeout_ms: 5000,
             backend_url: None,
             amqp_url: None,
+            via_nginx: false,
         }
     }
 }
@@ -83,6 +87,10 @@ pub struct TestStack {
     pub worker_connection: String,
     pub worker_consuming: Option<watch::Receiver<bool>>,
     pub backend: Running<std::io::Result<()>>,
+    /// The second backend replica and nginx, with `via_nginx`: held so that they run as long
+    /// as the stack, and stop when it is dropped.
+    _replica: Option<Running<std::io::Result<()>>>,
+    _nginx: Option<Nginx>,
     pub worker: Option<Running<anyhow::Result<()>>>,
     pub frontend: Running<anyhow::Result<()>>,
     pub http: reqwest::Client,
@@ -98,24 +106,18 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     let queue_guard = QueueGuard(queue.clone());
     let stock = options.stock.to_string();
 
-    let backend = backend::Application::build(backend::Config::parse_from([
-        "backend",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        store_path,
-        "--admin-token",
-        ADMIN_TOKEN,
-        "--stock",
-        &stock,
-        "--strategy",
-        options.strategy.as_str(),
-    ]))
-    .await
-    .expect("backend builds");
+    let backend = start_backend(store_path, &stock, options.strategy).await;
     let backend_addr = backend.local_addr();
     let store = backend.store().clone();
     let backend = Running::spawn(|stop| backend.run_until(until_signalled(stop)));
+    let (replica, nginx) = if options.via_nginx {
+        let replica = start_backend(store_path, &stock, options.strategy).await;
+        let nginx = Nginx::start(&[backend_addr, replica.local_addr()]).await;
+        let replica = Running::spawn(|stop| replica.run_until(until_signalled(stop)));
+        (Some(replica), Some(nginx))
+    } else {
+        (None, None)
+    };
 
     let worker_connection = unique("worker");
     let mut worker_consuming = None;
@@ -147,10 +149,11 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     };
 
     let frontend_connection = unique("frontend");
-    let backend_url = options
-        .backend_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{backend_addr}"));
+    let backend_url = match (&options.backend_url, &nginx) {
+        (Some(url), _) => url.clone(),
+        (None, Some(nginx)) => nginx.url(),
+        (None, None) => format!("http://{backend_addr}"),
+    };
     let frontend_amqp = options.amqp_url.clone().unwrap_or_else(amqp_url);
     let timeout_ms = options.timeout_ms.to_string();
     let app = frontend::Application::build(frontend::Config::parse_from([
@@ -187,6 +190,8 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         worker_connection,
         worker_consuming,
         backend,
+        _replica: replica,
+        _nginx: nginx,
         worker,
         frontend,
         http: reqwest::Client::new(),
@@ -204,6 +209,96 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
             .unwrap();
     }
     stack
+}
+
+async fn start_backend(store: &str, stock: &str, strategy: Strategy) -> backend::Application {
+    backend::Application::build(backend::Config::parse_from([
+        "backend",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store,
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--stock",
+        stock,
+        "--strategy",
+        strategy.as_str(),
+    ]))
+    .await
+    .expect("backend builds")
+}
+
+/// Real nginx with this repository's config, on a free port, in front of `backends`;
+/// stopped when dropped.
+pub struct Nginx {
+    pub addr: SocketAddr,
+    process: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start(backends: &[SocketAddr]) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nginx-native.sh");
+        let dir = tempfile::tempdir().unwrap();
+        // A port the OS just handed out and released: free unless another process takes it
+        // in the instant before nginx binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = std::process::Command::new("bash")
+            .arg(script)
+            .arg("--listen")
+            .arg(port.to_string())
+            .arg("--dir")
+            .arg(dir.path())
+            .args(backends.iter().map(ToString::to_string))
+            .spawn()
+            .expect(
+                "scripts/nginx-native.sh starts (is nginx installed? bash .ci/run installs it)",
+            );
+        let nginx = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            process,
+            _dir: dir,
+        };
+        let health = format!("{}/healthz", nginx.url());
+        let client = reqwest::Client::new();
+        eventually("nginx answers /healthz from a backend", || async {
+            client
+                .get(&health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        nginx
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master (the script exec'd into it) then stops its
+        // workers, which would otherwise outlive it holding the port.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
 
 impl TestStack {

@@ -1,5 +1,6 @@
 //! What the front tier answers on each route when everything is up.
 
+use order_core::Strategy;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -126,6 +127,55 @@ async fn sale_and_admin_sale_are_passed_through_to_the_backend_with_the_token() 
         sale,
         json!({"stock": 2, "orders": 0, "oversold": 0, "strategy": "conditional"})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_real_nginx_and_two_replicas_conditional_sells_exactly_the_stock() {
+    let stack = spawn_stack(StackOptions {
+        stock: 50,
+        strategy: Strategy::Conditional,
+        via_nginx: true,
+        ..StackOptions::default()
+    })
+    .await;
+
+    // The admin token crosses front tier -> nginx -> backend.
+    let reset = stack
+        .http
+        .post(stack.url("/admin/sale"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"stock": 50, "strategy": "conditional"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+
+    let stack = &stack;
+    let answers = futures_util::future::join_all(
+        (1..=200).map(|user| async move { stack.get(&format!("/http/buy?user={user}")).await }),
+    )
+    .await;
+
+    let ordered: std::collections::HashSet<u64> = answers
+        .iter()
+        .filter(|(status, body)| *status == 200 && body["outcome"] == "ordered")
+        .map(|(_, body)| body["user_id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "every buy answered 200"
+    );
+    assert_eq!(ordered.len(), 50);
+    let held: std::collections::HashSet<u64> = stack
+        .store
+        .order_user_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(held, ordered);
+    let (_, sale) = stack.get("/sale").await;
+    assert_eq!(sale["oversold"], 0);
 }
 
 #[tokio::test]
