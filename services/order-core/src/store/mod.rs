@@ -129,6 +129,10 @@ impl Store {
         after: u64,
         limit: u32,
     ) -> Result<Vec<u64>, StoreError> {
+        // Both stores keep ids as i64: nothing is stored above i64::MAX.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
         dispatch!(self.order_user_ids_after(after, limit))
     }
 
@@ -147,6 +151,20 @@ impl Store {
             }
         }
     }
+}
+
+/// Domain integers (u64) as the stores keep them (i64, in SQLite and in BSON alike).
+pub(crate) fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{n} does not fit a store integer (max {})",
+            i64::MAX
+        ))
+    })
+}
+
+pub(crate) fn to_u64(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative value {n} in store")))
 }
 
 pub(crate) fn new_order_id() -> OrderId {

@@ -17,7 +17,7 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 
-use super::{ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id};
+use super::{ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id, to_i64, to_u64};
 use crate::domain::{OrderId, SaleConfig, SaleState, Strategy, UserId};
 
 const SALE_ID: &str = "current";
@@ -263,13 +263,10 @@ impl MongoStore {
 
     pub async fn order_user_ids_after(
         &self,
-        after: u64,
+        after: i64,
         limit: u32,
     ) -> Result<Vec<u64>, StoreError> {
         use futures_util::TryStreamExt;
-        let Ok(after) = i64::try_from(after) else {
-            return Ok(Vec::new());
-        };
         let orders: Vec<OrderDoc> = self
             .orders
             .find(doc! { "user_id": { "$gt": after } })
@@ -289,12 +286,4 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 fn is_retryable_transaction_error(error: &mongodb::error::Error) -> bool {
     error.contains_label(TRANSIENT_TRANSACTION_ERROR)
         || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-}
-
-fn to_i64(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} does not fit MongoDB's int64")))
-}
-
-fn to_u64(n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative value {n} in store")))
 }

@@ -16,7 +16,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id};
+use super::{ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id, to_i64, to_u64};
 use crate::domain::{OrderId, SaleConfig, SaleState, Strategy, UserId};
 
 /// How long a writer waits for another writer (in any process) before giving up.
@@ -212,13 +212,9 @@ impl SqliteStore {
 
     pub async fn order_user_ids_after(
         &self,
-        after: u64,
+        after: i64,
         limit: u32,
     ) -> Result<Vec<u64>, StoreError> {
-        // Ids above i64::MAX cannot be stored, so nothing comes after them.
-        let Ok(after) = i64::try_from(after) else {
-            return Ok(Vec::new());
-        };
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT user_id FROM orders WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
@@ -262,18 +258,4 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
 
 fn parse_strategy(s: &str) -> Result<Strategy, StoreError> {
     s.parse().map_err(StoreError::Corrupt)
-}
-
-// SQLite integers are i64; user ids and stock are u64 in the domain.
-fn to_i64(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| {
-        StoreError::Corrupt(format!(
-            "{n} does not fit the embedded store (max {})",
-            i64::MAX
-        ))
-    })
-}
-
-fn to_u64(n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative value {n} in store")))
 }
