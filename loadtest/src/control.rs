@@ -125,7 +125,16 @@ impl Control {
     /// Reads `GET /sale`. `Ok(None)` when the target has no sale endpoint (not found, or
     /// not the sale JSON): the caller reports the store as not read.
     pub async fn read_sale(&self) -> Result<Option<Sale>, LoadtestError> {
-        let url = format!("{}/sale", self.origin);
+        self.get_optional_json("/sale").await
+    }
+
+    /// GETs `path` from the origin: `Ok(None)` when the target does not serve it (a non-2xx
+    /// answer, or a body that is not the expected JSON); `Err` only when it cannot be reached.
+    async fn get_optional_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, LoadtestError> {
+        let url = format!("{}{path}", self.origin);
         let response = self
             .client
             .get(&url)
@@ -135,7 +144,7 @@ impl Control {
         if !response.status().is_success() {
             return Ok(None);
         }
-        Ok(response.json::<Sale>().await.ok())
+        Ok(response.json::<T>().await.ok())
     }
 
     /// Reads every buyer the store holds, page by page, from `GET /sale/orders`.
@@ -149,17 +158,10 @@ impl Control {
         let mut held = Vec::new();
         let mut after = 0;
         loop {
-            let url = format!("{}/sale/orders?after={after}", self.origin);
-            let response = self
-                .client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| self.failed(&url, e))?;
-            if !response.status().is_success() {
-                return Ok(None);
-            }
-            let Ok(page) = response.json::<Page>().await else {
+            let Some(page) = self
+                .get_optional_json::<Page>(&format!("/sale/orders?after={after}"))
+                .await?
+            else {
                 return Ok(None);
             };
             held.extend(page.user_ids);
