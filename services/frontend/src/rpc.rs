@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::BasicPublishOptions;
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use order_core::{BuyResponse, UserId};
 use tokio::sync::{oneshot, watch};
@@ -210,31 +210,9 @@ impl RpcClient {
         topology::declare_request_queue(&channel, &settings.queue)
             .await
             .with_context(|| format!("declaring queue {:?}", settings.queue))?;
-        let reply_queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let (reply_queue, mut replies) = topology::declare_reply_queue(&channel)
             .await
-            .context("declaring the reply queue")?;
-        let mut replies = channel
-            .basic_consume(
-                reply_queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context("consuming the reply queue")?;
+            .context("declaring and consuming the reply queue")?;
 
         *self.inner.link.write().unwrap() = Some(Link {
             channel: channel.clone(),

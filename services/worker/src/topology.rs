@@ -8,9 +8,11 @@
 //! (unparseable) or when they expire unanswered (the front tier sets a per-message TTL equal
 //! to its timeout, so nobody is served after their client has given up).
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind, Queue};
+use lapin::{Channel, Consumer, ExchangeKind, Queue};
 
 /// The dead-letter queue keeps at most this many messages (oldest dropped first), so a long
 /// load test that times out does not fill the broker's disk.
@@ -72,4 +74,34 @@ pub async fn declare_request_queue(channel: &Channel, queue: &str) -> lapin::Res
     channel
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
         .await
+}
+
+/// A requester's reply queue, and the consumer of it: server-named, exclusive to this
+/// connection and deleted with it, consumed without acks (a reply is read once, and one that
+/// nobody waits for any more is simply dropped). Its name goes into each request's `reply_to`.
+pub async fn declare_reply_queue(channel: &Channel) -> lapin::Result<(Queue, Consumer)> {
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue, consumer))
 }
