@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use order_core::Strategy;
+use order_core::StoreConfig;
 
 #[derive(Clone, Parser)]
 #[command(name = "backend", version, about = "Flash-sale HTTP order backend")]
@@ -13,28 +13,12 @@ pub struct Config {
     #[arg(long, env = "FLASHSALE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
-    /// Where orders live: a `mongodb://` URI, or a file path for the embedded SQLite store.
-    #[arg(long, env = "FLASHSALE_STORE", default_value = "flashsale.db")]
-    pub store: String,
+    #[command(flatten)]
+    pub store: StoreConfig,
 
     /// Bearer token for `POST /admin/sale`; without one the admin API is off.
     #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-
-    /// Stock of the sale created when the store holds none yet.
-    #[arg(long, env = "FLASHSALE_STOCK", default_value_t = 100)]
-    pub stock: u64,
-
-    /// Strategy of the sale created when the store holds none yet.
-    #[arg(long, env = "FLASHSALE_STRATEGY", value_enum, default_value_t = Strategy::CountInsert)]
-    pub strategy: Strategy,
-}
-
-impl Config {
-    /// The store spec with any password in a MongoDB URI masked.
-    pub fn store_for_logs(&self) -> String {
-        order_core::redact::redact_url(&self.store)
-    }
 }
 
 // Hand-written so the admin token and store passwords never reach a log line.
@@ -42,10 +26,8 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("store", &self.store_for_logs())
+            .field("store", &self.store)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
-            .field("stock", &self.stock)
-            .field("strategy", &self.strategy)
             .finish()
     }
 }
@@ -78,8 +60,10 @@ mod tests {
     fn defaults_match_the_design() {
         let config = Config::parse_from(["backend"]);
         assert_eq!(config.listen, "127.0.0.1:3000".parse().unwrap());
-        assert_eq!(config.stock, 100);
-        assert_eq!(config.strategy, Strategy::CountInsert);
+        assert_eq!(config.store.spec, "flashsale.db");
+        assert_eq!(config.store.stock, 100);
+        assert_eq!(config.store.strategy, order_core::Strategy::CountInsert);
+        assert_eq!(config.store.count_insert_pause_ms, 0);
         assert!(config.admin_token.is_none());
     }
 }

@@ -17,8 +17,19 @@ pub enum ApiError {
         "the admin API is disabled: start the backend with --admin-token (FLASHSALE_ADMIN_TOKEN)"
     )]
     AdminDisabled,
+    #[error("the sale was reset during this buy; try again")]
+    SaleReset,
     #[error("store unavailable")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::SaleReset => Self::SaleReset,
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -27,6 +38,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::AdminDisabled => StatusCode::NOT_FOUND,
+            Self::SaleReset => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(cause) => {
                 tracing::error!(error = %cause, "store call failed");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use order_core::{SaleConfig, Store};
+use order_core::Store;
 use tokio::net::TcpListener;
 
 /// A backend bound to its port, with its store open: ready to serve.
@@ -26,13 +26,11 @@ impl Application {
     /// Opens the store and binds the listener. Bind port 0 to get a free port
     /// ([`Application::local_addr`] says which).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let initial = SaleConfig {
-            stock: config.stock,
-            strategy: config.strategy,
-        };
-        let store = Store::open(&config.store, initial)
+        let store = config
+            .store
+            .open()
             .await
-            .with_context(|| format!("opening store {}", config.store_for_logs()))?;
+            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use order_core::{BuyResponse, SaleConfig, SaleState, Store, UserId};
+use order_core::{BuyResponse, Order, SaleConfig, SaleState, Store, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
@@ -79,12 +79,15 @@ const MAX_PAGE: u32 = 10_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OrdersPage {
+struct OrdersPageQuery {
     /// Only ids greater than this (the previous page's `next_after`).
     #[serde(default)]
     after: u64,
     #[serde(default = "max_page")]
     limit: u32,
+    /// Also list each buyer's order id (`orders`), as the front tier's sold-out gate needs.
+    #[serde(default)]
+    order_ids: bool,
 }
 
 fn max_page() -> u32 {
@@ -93,32 +96,38 @@ fn max_page() -> u32 {
 
 #[derive(Serialize)]
 struct OrdersPageBody {
+    /// The sale these orders belong to (a reset between pages shows as a change).
+    generation: u64,
     user_ids: Vec<u64>,
+    /// With `order_ids=true`: each buyer with their order id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders: Option<Vec<Order>>,
     /// Where the next page starts; `null` on the last page.
     next_after: Option<u64>,
 }
 
-/// `GET /sale/orders?after=<id>&limit=<n>`: the buyers the store holds, ascending, so a load
-/// tester can check every `ordered` answer against the store, not just the count.
+/// `GET /sale/orders?after=<id>&limit=<n>[&order_ids=true]`: the buyers the store holds,
+/// ascending, so a load tester can check every `ordered` answer against the store, not just
+/// the count, and a front tier can learn the winners of a sold-out sale.
 async fn sale_orders(
     State(state): State<AppState>,
-    page: Result<Query<OrdersPage>, QueryRejection>,
+    query: Result<Query<OrdersPageQuery>, QueryRejection>,
 ) -> Result<Json<OrdersPageBody>, ApiError> {
-    let Query(page) = page.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if !(1..=MAX_PAGE).contains(&page.limit) {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if !(1..=MAX_PAGE).contains(&query.limit) {
         return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
-    let user_ids = state
-        .store
-        .order_user_ids_after(page.after, page.limit)
-        .await?;
-    let next_after = (user_ids.len() == page.limit as usize)
+    let page = state.store.orders_page(query.after, query.limit).await?;
+    let user_ids: Vec<u64> = page.orders.iter().map(|order| order.user_id).collect();
+    let next_after = (user_ids.len() == query.limit as usize)
         .then(|| user_ids.last().copied())
         .flatten();
     Ok(Json(OrdersPageBody {
+        generation: page.generation,
         user_ids,
+        orders: query.order_ids.then_some(page.orders),
         next_after,
     }))
 }
@@ -141,9 +150,14 @@ async fn reset_sale(
         return Err(ApiError::Unauthorized);
     }
     let Json(sale) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    state.store.reset(sale).await?;
-    tracing::info!(stock = sale.stock, strategy = %sale.strategy, "sale reset");
-    Ok(Json(state.store.sale().await?))
+    let reset = state.store.reset(sale).await?;
+    tracing::info!(
+        stock = sale.stock,
+        strategy = %sale.strategy,
+        generation = reset.generation,
+        "sale reset"
+    );
+    Ok(Json(reset))
 }
 
 /// Compares tokens without an early exit, so timing does not reveal how much of a guess matched.

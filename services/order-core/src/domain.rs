@@ -170,17 +170,44 @@ pub struct SaleState {
     pub orders: u64,
     pub oversold: u64,
     pub strategy: Strategy,
+    /// Which sale this is: every reset increments it, so answers and events about an earlier
+    /// sale can be told apart from the current one.
+    pub generation: u64,
+    /// The orders have reached the stock: every new buyer is answered `sold_out`.
+    pub sold_out: bool,
+    /// Sold out, and the set of buyers can no longer change. Only `conditional` gets here:
+    /// under `count-insert` a buy that counted before the last unit went may still insert
+    /// (the race the original experiment measured), so its buyers are never final.
+    pub buyers_final: bool,
 }
 
 impl SaleState {
-    pub fn new(config: SaleConfig, orders: u64) -> Self {
+    pub fn new(config: SaleConfig, orders: u64, generation: u64) -> Self {
+        let sold_out = orders >= config.stock;
         Self {
             stock: config.stock,
             orders,
             oversold: orders.saturating_sub(config.stock),
             strategy: config.strategy,
+            generation,
+            sold_out,
+            buyers_final: sold_out && config.strategy == Strategy::Conditional,
         }
     }
+}
+
+/// One order as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub user_id: u64,
+    pub order_id: OrderId,
+}
+
+/// One page of the orders of one sale, ascending by user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrdersPage {
+    pub generation: u64,
+    pub orders: Vec<Order>,
 }
 
 #[cfg(test)]
@@ -229,10 +256,32 @@ mod tests {
                 strategy: Strategy::CountInsert,
             },
             103,
+            4,
         );
         assert_eq!(
             serde_json::to_value(state).unwrap(),
-            serde_json::json!({"stock": 100, "orders": 103, "oversold": 3, "strategy": "count-insert"})
+            serde_json::json!({
+                "stock": 100, "orders": 103, "oversold": 3, "strategy": "count-insert",
+                "generation": 4, "sold_out": true, "buyers_final": false,
+            })
         );
+    }
+
+    #[test]
+    fn only_a_sold_out_conditional_sale_has_final_buyers() {
+        let conditional = |orders| {
+            SaleState::new(
+                SaleConfig {
+                    stock: 2,
+                    strategy: Strategy::Conditional,
+                },
+                orders,
+                1,
+            )
+        };
+        assert!(!conditional(1).sold_out);
+        assert!(!conditional(1).buyers_final);
+        assert!(conditional(2).sold_out);
+        assert!(conditional(2).buyers_final);
     }
 }

@@ -13,7 +13,8 @@ pub mod strategy;
 pub mod telemetry;
 
 pub use domain::{
-    BuyResponse, InvalidUserId, OrderId, Outcome, SaleConfig, SaleState, Strategy, UserId,
+    BuyResponse, InvalidUserId, Order, OrderId, OrdersPage, Outcome, SaleConfig, SaleState,
+    Strategy, UserId,
 };
-pub use store::{Store, StoreError};
-pub use strategy::buy;
+pub use store::{Store, StoreConfig, StoreError};
+pub use strategy::{buy, buy_batch};

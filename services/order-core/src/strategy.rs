@@ -13,6 +13,13 @@
 use crate::domain::{BuyResponse, Strategy, UserId};
 use crate::store::{ClaimOutcome, InsertOutcome, Store, StoreError};
 
+/// Decides a batch of buys in arrival order, in one store transaction (the batched worker).
+/// See [`Store::buy_batch`]: both strategies apply their rule inside the transaction, so a
+/// batch is never raced by itself; what races with it is said in the worker's docs.
+pub async fn buy_batch(store: &Store, users: &[UserId]) -> Result<Vec<BuyResponse>, StoreError> {
+    store.buy_batch(users).await
+}
+
 /// Buys one unit for `user` under the sale's current strategy.
 #[tracing::instrument(skip_all, fields(user_id = user.get()))]
 pub async fn buy(store: &Store, user: UserId) -> Result<BuyResponse, StoreError> {
@@ -21,7 +28,9 @@ pub async fn buy(store: &Store, user: UserId) -> Result<BuyResponse, StoreError>
         return Ok(BuyResponse::already_ordered(user, order_id));
     }
     match snapshot.sale.strategy {
-        Strategy::CountInsert => count_then_insert(store, user, snapshot.sale.stock).await,
+        Strategy::CountInsert => {
+            count_then_insert(store, user, snapshot.sale.stock, snapshot.generation).await
+        }
         Strategy::Conditional => {
             if snapshot.remaining == 0 {
                 return Ok(BuyResponse::sold_out(user));
@@ -41,13 +50,18 @@ async fn count_then_insert(
     store: &Store,
     user: UserId,
     stock: u64,
+    generation: u64,
 ) -> Result<BuyResponse, StoreError> {
     // Operation 1 of 2. Between this count and the insert below, other buyers may insert.
-    if store.count_orders().await? >= stock {
+    if store.count_orders(generation).await? >= stock {
         return Ok(BuyResponse::sold_out(user));
     }
+    let pause = store.count_insert_pause();
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     // Operation 2 of 2. Only the unique key on the user id is enforced here, not the stock.
-    Ok(match store.insert_order(user).await? {
+    Ok(match store.insert_order(user, generation).await? {
         InsertOutcome::Inserted(order_id) => BuyResponse::ordered(user, order_id),
         InsertOutcome::Duplicate(order_id) => BuyResponse::already_ordered(user, order_id),
     })

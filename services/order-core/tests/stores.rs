@@ -63,18 +63,19 @@ async fn count_insert_is_two_operations_so_two_buyers_can_both_take_the_last_uni
         "interleave",
         sale(1, Strategy::CountInsert),
         |store| async move {
+            let generation = store.sale().await.unwrap().generation;
             // Both buyers count before either inserts: each sees 0 orders, below a stock of 1.
-            let seen_by_a = store.count_orders().await.unwrap();
-            let seen_by_b = store.count_orders().await.unwrap();
+            let seen_by_a = store.count_orders(generation).await.unwrap();
+            let seen_by_b = store.count_orders(generation).await.unwrap();
             assert_eq!((seen_by_a, seen_by_b), (0, 0));
 
             // Then both insert. Nothing in the insert looks at the stock.
             assert!(matches!(
-                store.insert_order(user(1)).await.unwrap(),
+                store.insert_order(user(1), generation).await.unwrap(),
                 InsertOutcome::Inserted(_)
             ));
             assert!(matches!(
-                store.insert_order(user(2)).await.unwrap(),
+                store.insert_order(user(2), generation).await.unwrap(),
                 InsertOutcome::Inserted(_)
             ));
 
@@ -92,14 +93,17 @@ async fn the_unique_key_refuses_a_second_order_for_one_user_and_returns_the_firs
         "unique",
         sale(10, Strategy::CountInsert),
         |store| async move {
-            let InsertOutcome::Inserted(first) = store.insert_order(user(7)).await.unwrap() else {
+            let generation = store.sale().await.unwrap().generation;
+            let InsertOutcome::Inserted(first) =
+                store.insert_order(user(7), generation).await.unwrap()
+            else {
                 panic!("first insert must succeed")
             };
             assert_eq!(
-                store.insert_order(user(7)).await.unwrap(),
+                store.insert_order(user(7), generation).await.unwrap(),
                 InsertOutcome::Duplicate(first)
             );
-            assert_eq!(store.count_orders().await.unwrap(), 1);
+            assert_eq!(store.count_orders(generation).await.unwrap(), 1);
         },
     )
     .await;
@@ -251,4 +255,176 @@ async fn a_store_opened_twice_on_one_file_shares_one_sale_and_never_oversells() 
 
     assert_eq!(ordered, 25);
     assert_eq!(first.sale().await.unwrap().orders, 25);
+}
+
+#[tokio::test]
+async fn every_reset_starts_a_new_generation_and_says_so() {
+    on_every_store(
+        "generation",
+        sale(2, Strategy::Conditional),
+        |store| async move {
+            let first = store.sale().await.unwrap();
+            let reset = store.reset(sale(3, Strategy::Conditional)).await.unwrap();
+            assert_eq!(reset.generation, first.generation + 1);
+            assert_eq!((reset.stock, reset.orders), (3, 0));
+            assert_eq!(store.sale().await.unwrap(), reset);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_count_insert_buy_that_counted_before_a_reset_never_lands_in_the_new_sale() {
+    on_every_store(
+        "stale_insert",
+        sale(1, Strategy::CountInsert),
+        |store| async move {
+            let old = store.sale().await.unwrap().generation;
+            assert_eq!(store.count_orders(old).await.unwrap(), 0);
+            store.reset(sale(1, Strategy::CountInsert)).await.unwrap();
+
+            // SQLite refuses the write (the buyer is told the sale was reset); MongoDB lets
+            // it land in the old generation. Either way the new sale does not hold it.
+            let _ = store.insert_order(user(5), old).await;
+
+            let state = store.sale().await.unwrap();
+            assert_eq!(state.orders, 0, "{state:?}");
+            assert!(store.order_user_ids().await.unwrap().is_empty());
+            assert_eq!(
+                order_core::buy(&store, user(5)).await.unwrap().outcome,
+                Outcome::Ordered
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sold_out_conditional_sale_has_final_buyers_and_lists_their_orders() {
+    on_every_store(
+        "winners",
+        sale(2, Strategy::Conditional),
+        |store| async move {
+            let a = order_core::buy(&store, user(10)).await.unwrap();
+            assert!(!store.sale().await.unwrap().buyers_final);
+            let b = order_core::buy(&store, user(3)).await.unwrap();
+
+            let state = store.sale().await.unwrap();
+            assert!(state.sold_out && state.buyers_final, "{state:?}");
+            let page = store.orders_page(0, 10).await.unwrap();
+            assert_eq!(page.generation, state.generation);
+            let listed: Vec<_> = page
+                .orders
+                .iter()
+                .map(|o| (o.user_id, Some(o.order_id.clone())))
+                .collect();
+            assert_eq!(listed, vec![(3, b.order_id), (10, a.order_id)]);
+            assert!(store.orders_page(3, 10).await.unwrap().orders.len() == 1);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_is_decided_in_arrival_order_with_one_order_per_user() {
+    for strategy in [Strategy::CountInsert, Strategy::Conditional] {
+        on_every_store("batch_order", sale(3, strategy), |store| async move {
+            let earlier = order_core::buy(&store, user(1)).await.unwrap();
+
+            // User 1 already holds an order; user 2 comes twice; only 2 units are left.
+            let users: Vec<_> = [1, 2, 3, 2, 4, 5].into_iter().map(user).collect();
+            let answers = order_core::buy_batch(&store, &users).await.unwrap();
+
+            let outcomes: Vec<_> = answers.iter().map(|a| (a.user_id, a.outcome)).collect();
+            assert_eq!(
+                outcomes,
+                vec![
+                    (1, Outcome::AlreadyOrdered),
+                    (2, Outcome::Ordered),
+                    (3, Outcome::Ordered),
+                    (2, Outcome::AlreadyOrdered),
+                    (4, Outcome::SoldOut),
+                    (5, Outcome::SoldOut),
+                ],
+                "{strategy}"
+            );
+            assert_eq!(answers[0].order_id, earlier.order_id);
+            assert_eq!(answers[3].order_id, answers[1].order_id);
+            assert_eq!(store.order_user_ids().await.unwrap(), vec![1, 2, 3]);
+            // And once sold out, a batch still tells winners their order.
+            let again = order_core::buy_batch(&store, &[user(3), user(9)])
+                .await
+                .unwrap();
+            assert_eq!(again[0].outcome, Outcome::AlreadyOrdered);
+            assert_eq!(again[0].order_id, answers[2].order_id);
+            assert_eq!(again[1].outcome, Outcome::SoldOut);
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_conditional_batches_and_single_buys_never_oversell() {
+    on_every_store(
+        "batch_race",
+        sale(100, Strategy::Conditional),
+        |store| async move {
+            let batches = (0..10u64).map(|b| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let users: Vec<_> = (1..=50).map(|i| user(b * 50 + i)).collect();
+                    order_core::buy_batch(&store, &users).await.unwrap()
+                })
+            });
+            let singles = (501..=700).map(|id| {
+                let store = store.clone();
+                tokio::spawn(async move { vec![order_core::buy(&store, user(id)).await.unwrap()] })
+            });
+            let answers = futures_util::future::join_all(batches.chain(singles)).await;
+            let ordered: HashSet<u64> = answers
+                .into_iter()
+                .flat_map(|a| a.unwrap())
+                .filter(|a| a.outcome == Outcome::Ordered)
+                .map(|a| a.user_id)
+                .collect();
+
+            assert_eq!(ordered.len(), 100);
+            let held: HashSet<u64> = store.order_user_ids().await.unwrap().into_iter().collect();
+            assert_eq!(held, ordered);
+            assert_eq!(store.sale().await.unwrap().oversold, 0);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn count_insert_batches_are_serialized_by_sqlite_write_lock() {
+    // SQLite only: its one write lock orders whole batches, so even count-insert batches from
+    // several workers cannot oversell each other (under MongoDB's snapshot isolation they can,
+    // as the worker's docs say).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batches.db");
+    let path = path.to_str().unwrap();
+    let store = Store::open(path, sale(100, Strategy::CountInsert))
+        .await
+        .unwrap();
+    let batches = (0..10u64).map(|b| {
+        // A second pool on the same file, as a second worker process would open.
+        let path = path.to_owned();
+        tokio::spawn(async move {
+            let store = Store::open(&path, sale(100, Strategy::CountInsert))
+                .await
+                .unwrap();
+            let users: Vec<_> = (1..=50).map(|i| user(b * 50 + i)).collect();
+            order_core::buy_batch(&store, &users).await.unwrap()
+        })
+    });
+    let ordered = futures_util::future::join_all(batches)
+        .await
+        .into_iter()
+        .flat_map(|a| a.unwrap())
+        .filter(|a| a.outcome == Outcome::Ordered)
+        .count();
+    assert_eq!(ordered, 100);
+    assert_eq!(store.sale().await.unwrap().orders, 100);
 }

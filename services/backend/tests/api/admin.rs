@@ -24,13 +24,17 @@ async fn admin_without_a_token_or_with_a_wrong_one_is_a_401_and_changes_nothing(
 async fn admin_with_the_token_resets_the_sale() {
     let app = spawn_app(100, Strategy::CountInsert).await;
     app.buy(1).await;
+    let before = app.sale().await.generation;
 
     let (status, body) = app.reset(Some(ADMIN_TOKEN), NEW_SALE).await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        serde_json::json!({"stock": 3, "orders": 0, "oversold": 0, "strategy": "conditional"})
+        serde_json::json!({
+            "stock": 3, "orders": 0, "oversold": 0, "strategy": "conditional",
+            "generation": before + 1, "sold_out": false, "buyers_final": false,
+        })
     );
 }
 

@@ -95,16 +95,28 @@ async fn sale_orders_lists_every_buyer_in_pages() {
         app.buy(user).await; // 11 is the sixth buyer: sold out
     }
 
+    let generation = app.sale().await.generation;
+
     let (status, first) = app.get("/sale/orders?limit=2").await;
     assert_eq!(status, 200);
     assert_eq!(
         first,
-        serde_json::json!({"user_ids": [1, 3], "next_after": 3})
+        serde_json::json!({"generation": generation, "user_ids": [1, 3], "next_after": 3})
     );
     let (_, rest) = app.get("/sale/orders?after=3").await;
     assert_eq!(
         rest,
-        serde_json::json!({"user_ids": [5, 7, 9], "next_after": null})
+        serde_json::json!({"generation": generation, "user_ids": [5, 7, 9], "next_after": null})
+    );
+    // With the order ids, as the front tier's sold-out gate reads the winners.
+    let (_, with_ids) = app.get("/sale/orders?after=7&order_ids=true").await;
+    let order_of_9 = app.buy(9).await.order_id.unwrap();
+    assert_eq!(
+        with_ids,
+        serde_json::json!({
+            "generation": generation, "user_ids": [9],
+            "orders": [{"user_id": 9, "order_id": order_of_9}], "next_after": null,
+        })
     );
 
     for bad in [

@@ -9,13 +9,20 @@
 //!   old sale or the new one, never a mix;
 //! - `claim_and_insert` never lets the orders exceed the stock.
 
+mod config;
 mod mongo;
 mod sqlite;
 
+pub use config::StoreConfig;
 pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{OrderId, SaleConfig, SaleState, UserId};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::domain::{BuyResponse, OrderId, OrdersPage, SaleConfig, SaleState, Strategy, UserId};
 
 /// A store failure. The cause is for logs; clients only learn that the store is unavailable.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +39,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot open store {spec:?}: {reason}")]
     Open { spec: String, reason: String },
+    /// The sale was reset between a buy's read and its write: the buy belonged to a sale
+    /// that no longer exists, so nothing was kept. The buyer may simply try again.
+    #[error("the sale was reset during this buy")]
+    SaleReset,
 }
 
 /// What one read says about a buyer and the sale, before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub sale: SaleConfig,
+    /// The sale this read saw; the buy's writes are only for this sale.
+    pub generation: u64,
     /// Units the conditional strategy can still claim.
     pub remaining: u64,
     pub existing_order: Option<OrderId>,
@@ -59,20 +72,45 @@ pub enum ClaimOutcome {
     SoldOut,
 }
 
-/// The store a service was configured with. An enum rather than a trait object: there are two
-/// stores, and static dispatch keeps the async methods plain.
+/// The store a service was configured with, plus how its calls are observed.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Added between `count-insert`'s count and its insert (0 by default). The race is real
+    /// without it; a pause only widens its window, as a slow database round trip would, so
+    /// that a test or a demo can show it on demand.
+    count_insert_pause: Duration,
+    timings: Option<OperationTimings>,
+}
+
+/// Called with an operation's name and duration after every store call (for metrics).
+pub type OperationTimings = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
+
+/// The two stores. An enum rather than a trait object: there are two, and static dispatch
+/// keeps the async methods plain.
 #[derive(Debug, Clone)]
-pub enum Store {
+enum Backend {
     Sqlite(SqliteStore),
     Mongo(MongoStore),
 }
 
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("count_insert_pause", &self.count_insert_pause)
+            .finish_non_exhaustive()
+    }
+}
+
 macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-            Store::Mongo(store) => store.$method($($arg),*).await,
-        }
+    ($self:ident, $op:literal, $method:ident ( $($arg:expr),* )) => {
+        $self.timed($op, async {
+            match &$self.backend {
+                Backend::Sqlite(store) => store.$method($($arg),*).await,
+                Backend::Mongo(store) => store.$method($($arg),*).await,
+            }
+        }).await
     };
 }
 
@@ -81,59 +119,103 @@ impl Store {
     /// `initial` becomes the sale only if the store holds none yet: a replica starting
     /// against a shared store must not reset a sale in progress.
     pub async fn open(spec: &str, initial: SaleConfig) -> Result<Self, StoreError> {
-        if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
-            Ok(Self::Mongo(MongoStore::open(spec, initial).await?))
+        let backend = if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
+            Backend::Mongo(MongoStore::open(spec, initial).await?)
         } else {
-            Ok(Self::Sqlite(SqliteStore::open(spec, initial).await?))
+            Backend::Sqlite(SqliteStore::open(spec, initial).await?)
+        };
+        Ok(Self {
+            backend,
+            count_insert_pause: Duration::ZERO,
+            timings: None,
+        })
+    }
+
+    /// Widens `count-insert`'s race window by `pause` (see the field's doc).
+    pub fn with_count_insert_pause(mut self, pause: Duration) -> Self {
+        self.count_insert_pause = pause;
+        self
+    }
+
+    pub fn count_insert_pause(&self) -> Duration {
+        self.count_insert_pause
+    }
+
+    /// Reports every call's duration to `timings`.
+    pub fn with_timings(mut self, timings: OperationTimings) -> Self {
+        self.timings = Some(timings);
+        self
+    }
+
+    async fn timed<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        if let Some(timings) = &self.timings {
+            timings(op, started.elapsed());
         }
+        result
     }
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self.ping())
+        dispatch!(self, "ping", ping())
     }
 
     pub async fn snapshot(&self, user: UserId) -> Result<Snapshot, StoreError> {
-        dispatch!(self.snapshot(user))
+        dispatch!(self, "snapshot", snapshot(user))
     }
 
-    /// The first step of `count-insert`: how many orders exist, whatever the stock.
-    pub async fn count_orders(&self) -> Result<u64, StoreError> {
-        dispatch!(self.count_orders())
+    /// The first step of `count-insert`: how many orders sale `generation` holds, whatever
+    /// the stock.
+    pub async fn count_orders(&self, generation: u64) -> Result<u64, StoreError> {
+        dispatch!(self, "count", count_orders(generation))
     }
 
-    /// The second step of `count-insert`: writes an order without looking at the stock.
-    pub async fn insert_order(&self, user: UserId) -> Result<InsertOutcome, StoreError> {
-        dispatch!(self.insert_order(user))
+    /// The second step of `count-insert`: writes an order for sale `generation` without
+    /// looking at the stock. [`StoreError::SaleReset`] if that sale is gone.
+    pub async fn insert_order(
+        &self,
+        user: UserId,
+        generation: u64,
+    ) -> Result<InsertOutcome, StoreError> {
+        dispatch!(self, "insert", insert_order(user, generation))
     }
 
     /// The conditional strategy: atomically claims a unit if one is left and writes the order.
     pub async fn claim_and_insert(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
-        dispatch!(self.claim_and_insert(user))
+        dispatch!(self, "claim", claim_and_insert(user))
     }
 
-    /// Replaces the sale and drops every order, in one transaction.
-    pub async fn reset(&self, sale: SaleConfig) -> Result<(), StoreError> {
-        dispatch!(self.reset(sale))
-    }
-
-    /// The sale as stored: stock, strategy, and the orders actually held.
-    pub async fn sale(&self) -> Result<SaleState, StoreError> {
-        dispatch!(self.sale())
-    }
-
-    /// Up to `limit` user ids holding an order, ascending, all greater than `after`: one page
-    /// of the buyers the store holds (the load tester checks its `ordered` answers against it).
-    pub async fn order_user_ids_after(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<u64>, StoreError> {
-        // Both stores keep ids as i64: nothing is stored above i64::MAX.
-        let Ok(after) = i64::try_from(after) else {
+    /// Decides `users` in order, inside ONE store transaction, under the sale's strategy:
+    /// a buyer who already has an order (from before, or earlier in this batch) is answered
+    /// `already_ordered`; the others take a unit while the strategy's rule allows. Nothing
+    /// else writes between the decisions of a batch, so a batch never oversells by itself.
+    pub async fn buy_batch(&self, users: &[UserId]) -> Result<Vec<BuyResponse>, StoreError> {
+        if users.is_empty() {
             return Ok(Vec::new());
-        };
-        dispatch!(self.order_user_ids_after(after, limit))
+        }
+        dispatch!(self, "batch", buy_batch(users))
+    }
+
+    /// Replaces the sale and drops every order, in one transaction; the sale's generation
+    /// goes up by one. Returns the new sale.
+    pub async fn reset(&self, sale: SaleConfig) -> Result<SaleState, StoreError> {
+        dispatch!(self, "reset", reset(sale))
+    }
+
+    /// The sale as stored: stock, strategy, generation, and the orders actually held.
+    pub async fn sale(&self) -> Result<SaleState, StoreError> {
+        dispatch!(self, "sale", sale())
+    }
+
+    /// Up to `limit` orders of the current sale, ascending by user id, all with a user id
+    /// greater than `after`, and the generation they belong to: one page of the buyers the
+    /// store holds (the load tester checks its `ordered` answers against it; the front
+    /// tier's gate learns the winners of a sold-out sale from it).
+    pub async fn orders_page(&self, after: u64, limit: u32) -> Result<OrdersPage, StoreError> {
+        // Both stores keep ids as i64: nothing is stored above i64::MAX.
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        dispatch!(self, "orders_page", orders_page(after, limit))
     }
 
     /// Every user id holding an order, ascending.
@@ -142,14 +224,64 @@ impl Store {
         let mut all = Vec::new();
         loop {
             let page = self
-                .order_user_ids_after(all.last().copied().unwrap_or(0), PAGE)
+                .orders_page(all.last().copied().unwrap_or(0), PAGE)
                 .await?;
-            let full = page.len() == PAGE as usize;
-            all.extend(page);
+            let full = page.orders.len() == PAGE as usize;
+            all.extend(page.orders.into_iter().map(|order| order.user_id));
             if !full {
                 return Ok(all);
             }
         }
+    }
+}
+
+/// The decision rule of a batch, shared by both stores: the sale as the transaction found
+/// it, updated as the batch takes units.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLedger {
+    strategy: Strategy,
+    stock: u64,
+    /// Orders held (count-insert compares this with the stock).
+    orders: u64,
+    /// Units still claimable (conditional).
+    remaining: u64,
+    /// Units this batch took.
+    pub(crate) taken: u64,
+}
+
+impl BatchLedger {
+    pub(crate) fn new(sale: SaleConfig, orders: u64, remaining: u64) -> Self {
+        Self {
+            strategy: sale.strategy,
+            stock: sale.stock,
+            orders,
+            remaining,
+            taken: 0,
+        }
+    }
+
+    pub(crate) fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// Whether nothing in this batch can be ordered: every decision is `sold_out` or
+    /// `already_ordered`, so a store may answer from a read, without the write lock.
+    pub(crate) fn sold_out(&self) -> bool {
+        match self.strategy {
+            Strategy::CountInsert => self.orders >= self.stock,
+            Strategy::Conditional => self.remaining == 0,
+        }
+    }
+
+    /// Takes a unit for a buyer with no order yet, if the strategy's rule allows one.
+    pub(crate) fn take(&mut self) -> bool {
+        if self.sold_out() {
+            return false;
+        }
+        self.orders += 1;
+        self.remaining = self.remaining.saturating_sub(1);
+        self.taken += 1;
+        true
     }
 }
 

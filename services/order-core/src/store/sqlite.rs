@@ -16,8 +16,12 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id, to_i64, to_u64};
-use crate::domain::{OrderId, SaleConfig, SaleState, Strategy, UserId};
+use super::{
+    BatchLedger, ClaimOutcome, InsertOutcome, Snapshot, StoreError, new_order_id, to_i64, to_u64,
+};
+use crate::domain::{
+    BuyResponse, Order, OrderId, OrdersPage, SaleConfig, SaleState, Strategy, UserId,
+};
 
 /// How long a writer waits for another writer (in any process) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,10 +30,11 @@ const POOL_SIZE: u32 = 16;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS sale (
-        id       INTEGER PRIMARY KEY CHECK (id = 1),
-        stock    INTEGER NOT NULL CHECK (stock >= 0),
-        claimed  INTEGER NOT NULL CHECK (claimed >= 0),
-        strategy TEXT    NOT NULL
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        stock      INTEGER NOT NULL CHECK (stock >= 0),
+        claimed    INTEGER NOT NULL CHECK (claimed >= 0),
+        strategy   TEXT    NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 1
     );
     CREATE TABLE IF NOT EXISTS orders (
         order_id   TEXT    PRIMARY KEY,
@@ -73,6 +78,7 @@ impl SqliteStore {
                 // first sale are created in one write transaction, and only once.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 tx.execute_batch(SCHEMA)?;
+                add_generation_column(&tx)?;
                 tx.execute(
                     "INSERT OR IGNORE INTO sale (id, stock, claimed, strategy) VALUES (1, ?1, 0, ?2)",
                     params![to_i64(initial.stock)?, initial.strategy.as_str()],
@@ -108,14 +114,15 @@ impl SqliteStore {
         let user_id = to_i64(user.get())?;
         self.run(move |conn| {
             // One statement, so the sale and the buyer's order come from one read snapshot.
-            let (stock, claimed, strategy, existing_order): (i64, i64, String, Option<OrderId>) =
-                conn.prepare_cached(
-                    "SELECT stock, claimed, strategy,
+            type Row = (i64, i64, String, i64, Option<OrderId>);
+            let (stock, claimed, strategy, generation, existing_order): Row = conn
+                .prepare_cached(
+                    "SELECT stock, claimed, strategy, generation,
                             (SELECT order_id FROM orders WHERE user_id = ?1)
                      FROM sale WHERE id = 1",
                 )?
                 .query_row([user_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?;
             let sale = SaleConfig {
                 stock: to_u64(stock)?,
@@ -123,6 +130,7 @@ impl SqliteStore {
             };
             Ok(Snapshot {
                 sale,
+                generation: to_u64(generation)?,
                 remaining: to_u64(stock - claimed.min(stock))?,
                 existing_order,
             })
@@ -130,19 +138,32 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn count_orders(&self) -> Result<u64, StoreError> {
+    /// Every order held: a reset deletes the orders in the same transaction as it moves the
+    /// generation on, and inserts are guarded by the generation, so all belong to one sale.
+    pub async fn count_orders(&self, _generation: u64) -> Result<u64, StoreError> {
         self.run(|conn| count_orders(conn)).await
     }
 
-    pub async fn insert_order(&self, user: UserId) -> Result<InsertOutcome, StoreError> {
+    pub async fn insert_order(
+        &self,
+        user: UserId,
+        generation: u64,
+    ) -> Result<InsertOutcome, StoreError> {
         let user_id = to_i64(user.get())?;
+        let expected = to_i64(generation)?;
         self.run(move |conn| {
             let order_id = new_order_id();
+            // Only into the sale the buyer counted in: if it was reset since, nothing is
+            // written, and the buyer is told so rather than landing in the new sale.
             let inserted = conn
-                .prepare_cached("INSERT INTO orders (order_id, user_id) VALUES (?1, ?2)")?
-                .execute(params![order_id, user_id]);
+                .prepare_cached(
+                    "INSERT INTO orders (order_id, user_id)
+                     SELECT ?1, ?2 FROM sale WHERE id = 1 AND generation = ?3",
+                )?
+                .execute(params![order_id, user_id, expected]);
             match inserted {
-                Ok(_) => Ok(InsertOutcome::Inserted(order_id)),
+                Ok(1) => Ok(InsertOutcome::Inserted(order_id)),
+                Ok(_) => Err(StoreError::SaleReset),
                 Err(e) if is_unique_violation(&e) => {
                     Ok(InsertOutcome::Duplicate(existing_order(conn, user_id)?))
                 }
@@ -178,16 +199,71 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn reset(&self, sale: SaleConfig) -> Result<(), StoreError> {
+    /// Decides a batch in one IMMEDIATE transaction (see [`super::Store::buy_batch`]). When a
+    /// plain read already shows that nothing can be ordered, the batch is answered from that
+    /// read, without taking the write lock: after a sell-out, most batches are that.
+    pub async fn buy_batch(&self, users: &[UserId]) -> Result<Vec<BuyResponse>, StoreError> {
+        let users = users.to_vec();
+        self.run(move |conn| {
+            {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let ledger = batch_ledger(&tx)?;
+                if ledger.sold_out() {
+                    return users
+                        .iter()
+                        .map(|&user| {
+                            Ok(match find_order(&tx, to_i64(user.get())?)? {
+                                Some(order_id) => BuyResponse::already_ordered(user, order_id),
+                                None => BuyResponse::sold_out(user),
+                            })
+                        })
+                        .collect();
+                }
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut ledger = batch_ledger(&tx)?;
+            let mut answers = Vec::with_capacity(users.len());
+            for &user in &users {
+                let user_id = to_i64(user.get())?;
+                // An earlier buy, or an earlier message of this very batch (the transaction
+                // sees its own inserts), already holds an order: the unique key's answer.
+                if let Some(order_id) = find_order(&tx, user_id)? {
+                    answers.push(BuyResponse::already_ordered(user, order_id));
+                    continue;
+                }
+                if !ledger.take() {
+                    answers.push(BuyResponse::sold_out(user));
+                    continue;
+                }
+                let order_id = new_order_id();
+                tx.prepare_cached("INSERT INTO orders (order_id, user_id) VALUES (?1, ?2)")?
+                    .execute(params![order_id, user_id])?;
+                answers.push(BuyResponse::ordered(user, order_id));
+            }
+            if ledger.strategy() == Strategy::Conditional && ledger.taken > 0 {
+                // The claims of the whole batch at once: no other writer ran in between.
+                tx.prepare_cached("UPDATE sale SET claimed = claimed + ?1 WHERE id = 1")?
+                    .execute([to_i64(ledger.taken)?])?;
+            }
+            tx.commit()?;
+            Ok(answers)
+        })
+        .await
+    }
+
+    pub async fn reset(&self, sale: SaleConfig) -> Result<SaleState, StoreError> {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM orders", [])?;
             tx.execute(
-                "UPDATE sale SET stock = ?1, claimed = 0, strategy = ?2 WHERE id = 1",
+                "UPDATE sale SET stock = ?1, claimed = 0, strategy = ?2,
+                        generation = generation + 1
+                 WHERE id = 1",
                 params![to_i64(sale.stock)?, sale.strategy.as_str()],
             )?;
+            let state = sale_state(&tx)?;
             tx.commit()?;
-            Ok(())
+            Ok(state)
         })
         .await
     }
@@ -196,34 +272,83 @@ impl SqliteStore {
         self.run(|conn| {
             // A read transaction, so the sale and the count come from one snapshot.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let (stock, strategy): (i64, String) =
-                tx.query_row("SELECT stock, strategy FROM sale WHERE id = 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            let orders = count_orders(&tx)?;
-            let config = SaleConfig {
-                stock: to_u64(stock)?,
-                strategy: parse_strategy(&strategy)?,
-            };
-            Ok(SaleState::new(config, orders))
+            sale_state(&tx)
         })
         .await
     }
 
-    pub async fn order_user_ids_after(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<u64>, StoreError> {
+    pub async fn orders_page(&self, after: i64, limit: u32) -> Result<OrdersPage, StoreError> {
         self.run(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT user_id FROM orders WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+            // One read transaction: the page and its generation come from one snapshot.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let generation: i64 =
+                tx.query_row("SELECT generation FROM sale WHERE id = 1", [], |r| r.get(0))?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT user_id, order_id FROM orders WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
             )?;
-            let ids = stmt.query_map(params![after, limit], |r| r.get::<_, i64>(0))?;
-            ids.map(|id| to_u64(id?)).collect()
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let orders = rows
+                .map(|row| {
+                    let (user_id, order_id) = row?;
+                    Ok(Order {
+                        user_id: to_u64(user_id)?,
+                        order_id,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok(OrdersPage {
+                generation: to_u64(generation)?,
+                orders,
+            })
         })
         .await
     }
+}
+
+/// Files created before the sale had a generation get the column (every such sale is
+/// generation 1). Runs inside the opening transaction.
+fn add_generation_column(conn: &Connection) -> Result<(), StoreError> {
+    let has_it = conn
+        .prepare("SELECT 1 FROM pragma_table_info('sale') WHERE name = 'generation'")?
+        .exists([])?;
+    if !has_it {
+        conn.execute_batch("ALTER TABLE sale ADD COLUMN generation INTEGER NOT NULL DEFAULT 1")?;
+    }
+    Ok(())
+}
+
+/// The sale row: its configuration, units claimed and generation.
+fn read_sale(conn: &Connection) -> Result<(SaleConfig, u64, u64), StoreError> {
+    let (stock, claimed, strategy, generation): (i64, i64, String, i64) = conn
+        .prepare_cached("SELECT stock, claimed, strategy, generation FROM sale WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let config = SaleConfig {
+        stock: to_u64(stock)?,
+        strategy: parse_strategy(&strategy)?,
+    };
+    Ok((config, to_u64(claimed)?, to_u64(generation)?))
+}
+
+fn sale_state(conn: &Connection) -> Result<SaleState, StoreError> {
+    let (config, _, generation) = read_sale(conn)?;
+    Ok(SaleState::new(config, count_orders(conn)?, generation))
+}
+
+/// The sale as a batch's transaction finds it. Only `count-insert` needs the order count
+/// (a full count, so it is skipped for `conditional`).
+fn batch_ledger(conn: &Connection) -> Result<BatchLedger, StoreError> {
+    let (sale, claimed, _) = read_sale(conn)?;
+    let orders = match sale.strategy {
+        Strategy::CountInsert => count_orders(conn)?,
+        Strategy::Conditional => claimed,
+    };
+    Ok(BatchLedger::new(
+        sale,
+        orders,
+        sale.stock.saturating_sub(claimed),
+    ))
 }
 
 fn count_orders(conn: &Connection) -> Result<u64, StoreError> {
