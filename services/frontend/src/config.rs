@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use order_core::redact::redact_url;
-use worker::config::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
+use queue_contract::connection::Brokers;
+use queue_contract::topology::{QueueType, RequestQueue};
+use queue_contract::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
 
 /// Which path `GET /buy` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,13 +33,25 @@ pub struct Config {
     )]
     pub backend_url: String,
 
-    /// RabbitMQ URL for `/mq/buy` (the password is never logged).
+    /// RabbitMQ URL for `/mq/buy`, or a comma-separated list of a cluster's nodes: the front
+    /// tier connects to the first that answers and fails over to the others (passwords are
+    /// never logged).
     #[arg(long, env = "FLASHSALE_AMQP_URL", default_value = DEFAULT_AMQP_URL)]
-    pub amqp_url: String,
+    pub amqp_url: Brokers,
 
     /// The workers' request queue.
     #[arg(long, env = "FLASHSALE_QUEUE", default_value = DEFAULT_QUEUE)]
     pub queue: String,
+
+    /// `classic` or `quorum`, as the workers declare it. With `quorum`, every request is
+    /// published with a publisher confirm: a buy is in flight only once the cluster has it.
+    #[arg(long, env = "FLASHSALE_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
+
+    /// Most requests the queue holds, as the workers declare it (0: unbounded). When set,
+    /// requests are published with confirms, and a full queue's refusal is a 503 at once.
+    #[arg(long, env = "FLASHSALE_QUEUE_MAX_LENGTH", default_value_t = 0)]
+    pub queue_max_length: u32,
 
     /// The route of `GET /buy`.
     #[arg(long, env = "FLASHSALE_DEFAULT_ROUTE", value_enum, default_value_t = Route::Http)]
@@ -72,6 +86,14 @@ impl Config {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
+    pub fn request_queue(&self) -> RequestQueue {
+        RequestQueue {
+            name: self.queue.clone(),
+            queue_type: self.queue_type,
+            max_length: (self.queue_max_length > 0).then_some(self.queue_max_length),
+        }
+    }
+
     /// The backend URL without a trailing slash, so paths can be appended.
     pub fn backend_base(&self) -> String {
         self.backend_url.trim_end_matches('/').to_owned()
@@ -84,8 +106,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("backend_url", &redact_url(&self.backend_url))
-            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_url", &self.amqp_url)
             .field("queue", &self.queue)
+            .field("queue_type", &self.queue_type)
+            .field("queue_max_length", &self.queue_max_length)
             .field("default_route", &self.default_route)
             .field("timeout_ms", &self.timeout_ms)
             .field("connection_name", &self.connection_name)

@@ -42,8 +42,8 @@ impl Application {
         let http = HttpUpstream::new(config.backend_base(), config.timeout())
             .context("building the HTTP client")?;
         let rpc = RpcClient::new(RpcSettings {
-            amqp_url: config.amqp_url.clone(),
-            queue: config.queue.clone(),
+            brokers: config.amqp_url.clone(),
+            queue: config.request_queue(),
             connection_name: config.connection_name.clone(),
             connect_timeout: config.connect_timeout(),
             timeout: config.timeout(),

@@ -27,10 +27,10 @@ use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use order_core::{BuyResponse, UserId};
+use queue_contract::connection::{Backoff, Brokers};
+use queue_contract::message::{BuyRequest, ErrorReply};
+use queue_contract::topology::{self, RequestQueue};
 use tokio::sync::{oneshot, watch};
-use worker::connection::{self, Backoff};
-use worker::message::{BuyRequest, ErrorReply};
-use worker::topology;
 
 use crate::error::ApiError;
 
@@ -67,8 +67,8 @@ impl From<RpcError> for ApiError {
 /// Settings of the RPC client, taken from the front tier's configuration.
 #[derive(Clone)]
 pub struct RpcSettings {
-    pub amqp_url: String,
-    pub queue: String,
+    pub brokers: Brokers,
+    pub queue: RequestQueue,
     pub connection_name: String,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -151,7 +151,7 @@ impl RpcClient {
             link.channel
                 .basic_publish(
                     "".into(),
-                    self.inner.settings.queue.as_str().into(),
+                    self.inner.settings.queue.name.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
                     properties,
@@ -172,8 +172,10 @@ impl RpcClient {
     /// Keeps the link up until `stop` turns true, then closes the connection.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
+        // Which broker of the list to try first: after a loss, the one after the lost one.
+        let mut start = 0;
         loop {
-            match self.session(&mut stop).await {
+            match self.session(&mut stop, &mut start).await {
                 Ok(Session::Stopped) => break,
                 Ok(Session::Lost(reason)) => {
                     backoff.reset();
@@ -195,21 +197,28 @@ impl RpcClient {
         tracing::info!("RPC client stopped");
     }
 
-    async fn session(&self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
+    async fn session(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        start: &mut usize,
+    ) -> anyhow::Result<Session> {
         let settings = &self.inner.settings;
-        let connection = tokio::select! {
-            connection = connection::connect(
-                &settings.amqp_url, &settings.connection_name, settings.connect_timeout,
-            ) => connection?,
+        let brokers = &settings.brokers;
+        let connected = tokio::select! {
+            connected = brokers.connect(
+                *start, &settings.connection_name, settings.connect_timeout,
+            ) => connected?,
             _ = stop.wait_for(|stop| *stop) => return Ok(Session::Stopped),
         };
+        *start = brokers.next_after(connected.index);
+        let connection = connected.connection;
         let channel = connection
             .create_channel()
             .await
             .context("opening a channel")?;
         topology::declare_request_queue(&channel, &settings.queue)
             .await
-            .with_context(|| format!("declaring queue {:?}", settings.queue))?;
+            .with_context(|| format!("declaring queue {:?}", settings.queue.name))?;
         let (reply_queue, mut replies) = topology::declare_reply_queue(&channel)
             .await
             .context("declaring and consuming the reply queue")?;
@@ -219,7 +228,12 @@ impl RpcClient {
             reply_to: reply_queue.name().clone(),
         });
         self.inner.connected.send_replace(true);
-        tracing::info!(queue = %settings.queue, reply_queue = %reply_queue.name(), "RPC link up");
+        tracing::info!(
+            broker = %connected.broker,
+            queue = %settings.queue.name,
+            reply_queue = %reply_queue.name(),
+            "RPC link up"
+        );
 
         let end = loop {
             tokio::select! {
@@ -344,8 +358,8 @@ mod tests {
 
     fn client() -> RpcClient {
         RpcClient::new(RpcSettings {
-            amqp_url: "amqp://127.0.0.1:1/%2f".into(),
-            queue: "q".into(),
+            brokers: "amqp://127.0.0.1:1/%2f".parse().unwrap(),
+            queue: RequestQueue::classic("q"),
             connection_name: "test".into(),
             connect_timeout: Duration::from_millis(100),
             timeout: Duration::from_millis(100),

@@ -4,42 +4,51 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use order_core::{SaleConfig, Strategy};
-
-use order_core::redact::redact_url;
-
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const DEFAULT_QUEUE: &str = "buy_requests";
+use order_core::StoreConfig;
+use queue_contract::connection::Brokers;
+use queue_contract::topology::{QueueType, RequestQueue};
+use queue_contract::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
 
 /// How the worker connects, what it consumes and where orders go.
 #[derive(Clone, clap::Parser)]
 #[command(name = "worker", version, about)]
 pub struct Config {
-    /// RabbitMQ URL (the password is never logged).
+    /// RabbitMQ URL, or a comma-separated list of a cluster's nodes: the worker connects to
+    /// the first that answers and fails over to the others (passwords are never logged).
     #[arg(long, env = "FLASHSALE_AMQP_URL", default_value = DEFAULT_AMQP_URL)]
-    pub amqp_url: String,
+    pub amqp_url: Brokers,
 
     /// The durable request queue (its dead-letter queue is `<queue>.dead`).
     #[arg(long, env = "FLASHSALE_QUEUE", default_value = DEFAULT_QUEUE)]
     pub queue: String,
 
-    /// Unacknowledged deliveries the broker may hand this worker at once; they are processed
-    /// concurrently. 1 (the original experiment) serializes every buy.
-    #[arg(long, env = "FLASHSALE_PREFETCH", default_value_t = 1,
+    /// `classic` (one node) or `quorum` (replicated over a cluster). The front tier must
+    /// declare the queue the same way.
+    #[arg(long, env = "FLASHSALE_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
+
+    /// Most requests the queue holds; publishes beyond it are refused (the front tier
+    /// answers 503). 0: unbounded. The front tier must use the same value.
+    #[arg(long, env = "FLASHSALE_QUEUE_MAX_LENGTH", default_value_t = 0)]
+    pub queue_max_length: u32,
+
+    /// Decide up to this many waiting requests in one store transaction, reply to each, then
+    /// acknowledge them with one `multiple` ack; the prefetch becomes the batch size. A batch
+    /// never waits to fill up: a lone buyer is served at once. 1 (the default) is the
+    /// original experiment: one buy at a time, through the strategy's own store calls.
+    #[arg(long, env = "FLASHSALE_BATCH", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..))]
-    pub prefetch: u16,
+    pub batch: u16,
 
-    /// `mongodb://...`, or a file path for the embedded SQLite store (shared with the backends).
-    #[arg(long, env = "FLASHSALE_STORE", default_value = "flashsale.db")]
-    pub store: String,
+    /// Unbatched only (`--batch 1`): unacknowledged deliveries the broker may hand this
+    /// worker at once; they are processed concurrently. 1 (the original experiment)
+    /// serializes every buy. Default 1; with `--batch N` the prefetch is N.
+    #[arg(long, env = "FLASHSALE_PREFETCH",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: Option<u16>,
 
-    /// Stock of the initial sale, used only if the store holds no sale yet.
-    #[arg(long, env = "FLASHSALE_STOCK", default_value_t = 100)]
-    pub stock: u64,
-
-    /// Strategy of the initial sale, used only if the store holds no sale yet.
-    #[arg(long, env = "FLASHSALE_STRATEGY", value_enum, default_value_t = Strategy::CountInsert)]
-    pub strategy: Strategy,
+    #[command(flatten)]
+    pub store: StoreConfig,
 
     /// Optional address for `GET /healthz` (200 while consuming, else 503). Off by default.
     #[arg(long, env = "FLASHSALE_HEALTH_LISTEN")]
@@ -58,11 +67,39 @@ pub struct Config {
     pub connect_timeout_ms: u64,
 }
 
+/// A setting that contradicts another.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 impl Config {
-    pub fn initial_sale(&self) -> SaleConfig {
-        SaleConfig {
-            stock: self.stock,
-            strategy: self.strategy,
+    /// Refuses contradicting settings before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.prefetch {
+            Some(prefetch) if self.batch > 1 && prefetch != self.batch => {
+                Err(ConfigError(format!(
+                    "--prefetch {prefetch} contradicts --batch {}: a batched worker's prefetch is its batch size",
+                    self.batch
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deliveries in hand at once: the batch size when batching, else the prefetch.
+    pub fn effective_prefetch(&self) -> u16 {
+        if self.batch > 1 {
+            self.batch
+        } else {
+            self.prefetch.unwrap_or(1)
+        }
+    }
+
+    pub fn request_queue(&self) -> RequestQueue {
+        RequestQueue {
+            name: self.queue.clone(),
+            queue_type: self.queue_type,
+            max_length: (self.queue_max_length > 0).then_some(self.queue_max_length),
         }
     }
 
@@ -75,12 +112,13 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_url", &self.amqp_url)
             .field("queue", &self.queue)
-            .field("prefetch", &self.prefetch)
-            .field("store", &redact_url(&self.store))
-            .field("stock", &self.stock)
-            .field("strategy", &self.strategy)
+            .field("queue_type", &self.queue_type)
+            .field("queue_max_length", &self.queue_max_length)
+            .field("batch", &self.batch)
+            .field("prefetch", &self.effective_prefetch())
+            .field("store", &self.store)
             .field("health_listen", &self.health_listen)
             .field("connection_name", &self.connection_name)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -96,15 +134,37 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let config = Config::try_parse_from(["worker"]).unwrap();
-        assert_eq!(config.amqp_url, DEFAULT_AMQP_URL);
+        assert_eq!(config.amqp_url, DEFAULT_AMQP_URL.parse().unwrap());
         assert_eq!(config.queue, "buy_requests");
-        assert_eq!(config.prefetch, 1);
-        assert_eq!(config.strategy, Strategy::CountInsert);
+        assert_eq!(config.queue_type, QueueType::Classic);
+        assert_eq!(config.batch, 1);
+        assert_eq!(config.effective_prefetch(), 1);
+        assert_eq!(config.store.strategy, order_core::Strategy::CountInsert);
     }
 
     #[test]
     fn a_prefetch_of_zero_is_refused() {
         assert!(Config::try_parse_from(["worker", "--prefetch", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_batched_worker_prefetches_its_batch() {
+        let config = Config::try_parse_from(["worker", "--batch", "64"]).unwrap();
+        assert_eq!(config.effective_prefetch(), 64);
+        assert!(config.validate().is_ok());
+        let config =
+            Config::try_parse_from(["worker", "--batch", "64", "--prefetch", "8"]).unwrap();
+        assert!(config.validate().is_err());
+        assert!(Config::try_parse_from(["worker", "--batch", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_broker_list_is_accepted_and_a_bad_url_refused() {
+        let config =
+            Config::try_parse_from(["worker", "--amqp-url", "amqp://a:1/%2f,amqp://b:2/%2f"])
+                .unwrap();
+        assert_eq!(config.amqp_url.len(), 2);
+        assert!(Config::try_parse_from(["worker", "--amqp-url", "http://a"]).is_err());
     }
 
     #[test]

@@ -1,20 +1,35 @@
-//! The consume loop: connect, declare, consume, answer; reconnect with backoff when RabbitMQ
-//! goes away; drain on shutdown.
+//! The consume loop: connect (to the first broker of the list that answers), declare,
+//! consume, answer; reconnect with backoff, failing over to the next broker, when the
+//! connection goes away; drain on shutdown.
+//!
+//! Two ways to answer, chosen by `--batch`:
+//! - **unbatched** (`--batch 1`, the original): each delivery is answered by its own task
+//!   through the strategy's own store calls; at most `prefetch` are in hand at once (the
+//!   broker enforces it), so with prefetch 1 every buy is serialized, which is why the
+//!   original experiment never oversold on this route;
+//! - **batched** (`--batch N`): the deliveries already waiting, up to N, are taken at once
+//!   (never waiting for more: a lone buyer is served at once), decided in arrival order in
+//!   ONE store transaction, replied to, then acknowledged with one `multiple` ack. Batches
+//!   never overlap within a worker, so one worker never oversells, whatever the strategy.
+//!   Several workers: their batches are separate transactions. On SQLite they are still
+//!   serialized by the database's single write lock; on MongoDB (snapshot isolation)
+//!   `count-insert` batches of two workers can both count below the stock and oversell,
+//!   while `conditional` batches conflict on the sale document and stay correct.
 //!
 //! Invariants:
-//! - a delivery is acknowledged exactly once, on its own channel, and only after its reply is
-//!   published (acking twice or on another channel gets the channel closed, lapin #327);
-//! - an unparseable message is rejected without requeue (dead-lettered), never retried;
-//! - at most `prefetch` deliveries are in hand at once (the broker enforces it), and they are
-//!   processed concurrently: with prefetch 1 every buy is serialized, which is why the
-//!   original experiment never oversold on this route;
+//! - a delivery is settled exactly once, on its own channel, and acknowledged only after its
+//!   reply is published (acking twice or on another channel gets the channel closed,
+//!   lapin #327);
+//! - an unparseable message is rejected without requeue (dead-lettered), never retried; in a
+//!   batch it is rejected alone and the rest of the batch is served;
 //! - a redelivered message (the worker died after writing the order, before the ack) is
-//!   simply bought again: the one-order-per-user rule answers `already_ordered`.
+//!   simply bought again: the one-order-per-user rule answers `already_ordered` with the
+//!   order first written, so nothing is lost and nothing doubles.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -22,15 +37,15 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use order_core::Store;
+use order_core::{BuyResponse, Store};
+use queue_contract::connection::Backoff;
+use queue_contract::message::{ErrorReply, Request};
+use queue_contract::topology;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Duration, timeout};
 
 use crate::config::Config;
-use crate::connection::{self, Backoff};
-use crate::message::{ErrorReply, Request};
-use crate::topology;
 
 /// How long shutdown waits for the deliveries in hand before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,8 +69,10 @@ impl Consumer {
     /// Consumes until `stop` turns true, reconnecting whenever the connection is lost.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
+        // Which broker of the list to try first: after a loss, the one after the lost one.
+        let mut start = 0;
         loop {
-            match self.session(&mut stop).await {
+            match self.session(&mut stop, &mut start).await {
                 Ok(SessionEnd::Shutdown) => break,
                 Ok(SessionEnd::Lost(reason)) => {
                     // The session had been consuming: start the next one quickly.
@@ -80,28 +97,34 @@ impl Consumer {
     async fn session(
         self: &Arc<Self>,
         stop: &mut watch::Receiver<bool>,
+        start: &mut usize,
     ) -> anyhow::Result<SessionEnd> {
         let config = &self.config;
-        let connection = tokio::select! {
-            connection = connection::connect(
-                &config.amqp_url, &config.connection_name, config.connect_timeout()) => connection?,
+        let brokers = &config.amqp_url;
+        let connected = tokio::select! {
+            connected = brokers.connect(*start, &config.connection_name, config.connect_timeout()) => connected?,
             _ = stop.wait_for(|stop| *stop) => return Ok(SessionEnd::Shutdown),
         };
+        // Whatever ends this session, the next one starts with another broker.
+        *start = brokers.next_after(connected.index);
+        let connection = connected.connection;
         let channel = connection
             .create_channel()
             .await
             .context("opening a channel")?;
+        let prefetch = config.effective_prefetch();
         channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .basic_qos(prefetch, BasicQosOptions::default())
             .await
             .context("setting the prefetch")?;
-        topology::declare_request_queue(&channel, &config.queue)
+        let queue = config.request_queue();
+        topology::declare_request_queue(&channel, &queue)
             .await
-            .with_context(|| format!("declaring queue {:?}", config.queue))?;
+            .with_context(|| format!("declaring queue {:?}", queue.name))?;
         let tag = format!("{}-{}", config.connection_name, std::process::id());
         let mut deliveries = channel
             .basic_consume(
-                config.queue.as_str().into(),
+                queue.name.as_str().into(),
                 tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -109,23 +132,59 @@ impl Consumer {
             .await
             .context("starting to consume")?;
         self.consuming.send_replace(true);
-        tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
+        tracing::info!(
+            broker = %connected.broker,
+            queue = %queue.name,
+            queue_type = queue.queue_type.as_str(),
+            batch = config.batch,
+            prefetch,
+            "consuming"
+        );
 
+        let batch_size = usize::from(config.batch);
         let mut in_hand = JoinSet::new();
         let end = loop {
-            tokio::select! {
+            let next = tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => break SessionEnd::Shutdown,
-                Some(joined) = in_hand.join_next() => log_join(joined),
-                next = deliveries.next() => match next {
-                    Some(Ok(delivery)) => {
-                        let this = Arc::clone(self);
-                        let channel = channel.clone();
-                        in_hand.spawn(async move { this.handle(&channel, delivery).await });
+                Some(joined) = in_hand.join_next() => {
+                    log_join(joined);
+                    continue;
+                }
+                next = deliveries.next() => next,
+            };
+            let delivery = match next {
+                Some(Ok(delivery)) => delivery,
+                // An error is always followed by the end of the stream.
+                Some(Err(error)) => break SessionEnd::Lost(error.to_string()),
+                None => break SessionEnd::Lost("the broker cancelled the consumer".into()),
+            };
+            if batch_size == 1 {
+                let this = Arc::clone(self);
+                let channel = channel.clone();
+                in_hand.spawn(async move { this.handle(&channel, delivery).await });
+                continue;
+            }
+            let mut batch = vec![delivery];
+            // Only what has already arrived: a batch never waits to fill up.
+            let mut lost = None;
+            while batch.len() < batch_size {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => batch.push(delivery),
+                    Some(Some(Err(error))) => {
+                        lost = Some(error.to_string());
+                        break;
                     }
-                    // An error is always followed by the end of the stream.
-                    Some(Err(error)) => break SessionEnd::Lost(error.to_string()),
-                    None => break SessionEnd::Lost("the broker cancelled the consumer".into()),
-                },
+                    Some(None) => {
+                        lost = Some("the broker cancelled the consumer".into());
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            // Answered here, not in a task: batches never overlap.
+            self.handle_batch(&channel, batch).await;
+            if let Some(reason) = lost {
+                break SessionEnd::Lost(reason);
             }
         };
         self.consuming.send_replace(false);
@@ -164,50 +223,115 @@ impl Consumer {
         redelivered = delivery.redelivered,
     ))]
     async fn handle(&self, channel: &Channel, delivery: Delivery) {
-        let request = match Request::parse(&delivery.properties, &delivery.data) {
-            Ok(request) => request,
-            Err(reason) => {
-                tracing::warn!(%reason, "rejecting a malformed message (dead-lettered)");
-                if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
-                    tracing::warn!(%error, "rejecting the message");
-                }
-                return;
-            }
+        let Some(request) = parse_or_reject(&delivery).await else {
+            return;
         };
         tracing::Span::current().record("user_id", request.user.get());
-
-        let body = match order_core::buy(&self.store, request.user).await {
-            Ok(response) => {
-                tracing::debug!(outcome = ?response.outcome, "bought");
-                serde_json::to_vec(&response)
-            }
-            Err(error) => {
-                // Answer rather than requeue: a requeued request against a broken store would
-                // spin, and the front tier turns this reply into a 502 at once.
-                tracing::error!(%error, "the store failed; replying with an error");
-                serde_json::to_vec(&ErrorReply {
-                    error: "store unavailable".into(),
-                })
-            }
-        }
-        .expect("serializing a reply cannot fail");
-
+        let body = reply_body(order_core::buy(&self.store, request.user).await);
         if let Err(error) = publish_reply(channel, &request, &body).await {
             // Not acked: the broker redelivers it (to this worker after a reconnect, or to
             // another), and the one-order-per-user rule makes the retry harmless.
             tracing::warn!(%error, "publishing the reply failed; requeueing the request");
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            };
-            if let Err(error) = delivery.nack(requeue).await {
-                tracing::debug!(%error, "requeueing the request");
-            }
+            requeue(&delivery).await;
             return;
         }
         if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
             tracing::warn!(%error, "acknowledging the request");
         }
+    }
+
+    /// Answers a batch: malformed messages are rejected one by one, the requests are decided
+    /// in one store transaction, every reply is published, then one `multiple` ack settles
+    /// the whole batch.
+    #[tracing::instrument(skip_all, fields(size = deliveries.len()))]
+    async fn handle_batch(&self, channel: &Channel, deliveries: Vec<Delivery>) {
+        let mut requests = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            if let Some(request) = parse_or_reject(&delivery).await {
+                requests.push((delivery, request));
+            }
+        }
+        let Some((last, _)) = requests.last() else {
+            return;
+        };
+        let last_tag = last.delivery_tag;
+        let users: Vec<_> = requests.iter().map(|(_, request)| request.user).collect();
+        let bodies: Vec<Vec<u8>> = match order_core::buy_batch(&self.store, &users).await {
+            Ok(answers) => answers.into_iter().map(|a| reply_body(Ok(a))).collect(),
+            Err(error) => {
+                let body = reply_body(Err(error));
+                vec![body; users.len()]
+            }
+        };
+
+        for ((delivery, request), body) in requests.iter().zip(&bodies) {
+            if let Err(error) = publish_reply(channel, request, body).await {
+                // The channel is failing: settle nothing more by `multiple`; requeue every
+                // request of the batch. The decisions are committed, so each redelivery is
+                // answered `already_ordered` (or `sold_out`) as decided here.
+                tracing::warn!(%error, tag = delivery.delivery_tag, "publishing a reply failed; requeueing the batch");
+                for (delivery, _) in &requests {
+                    requeue(delivery).await;
+                }
+                return;
+            }
+        }
+        let (last, _) = requests.last().expect("checked above");
+        let ack = last.ack(BasicAckOptions { multiple: true }).await;
+        if let Err(error) = ack {
+            tracing::warn!(%error, last_tag, "acknowledging the batch");
+        }
+    }
+}
+
+/// The request in `delivery`, or `None` once the delivery is rejected (dead-lettered)
+/// because it is not one.
+async fn parse_or_reject(delivery: &Delivery) -> Option<Request> {
+    match Request::parse(&delivery.properties, &delivery.data) {
+        Ok(request) => Some(request),
+        Err(reason) => {
+            tracing::warn!(%reason, tag = delivery.delivery_tag, "rejecting a malformed message (dead-lettered)");
+            if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
+                tracing::warn!(%error, "rejecting the message");
+            }
+            None
+        }
+    }
+}
+
+async fn requeue(delivery: &Delivery) {
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    if let Err(error) = delivery.nack(requeue).await {
+        tracing::debug!(%error, "requeueing the request");
+    }
+}
+
+/// The reply to a buy: its answer, or `{"error": ...}` when the store failed. Answered rather
+/// than requeued: a requeued request against a broken store would spin, and the front tier
+/// turns this reply into a 5xx at once.
+fn reply_body(answer: Result<BuyResponse, order_core::StoreError>) -> Vec<u8> {
+    match answer {
+        Ok(response) => {
+            tracing::debug!(outcome = ?response.outcome, "bought");
+            serde_json::to_vec(&response)
+        }
+        Err(error) => {
+            tracing::error!(%error, "the store failed; replying with an error");
+            serde_json::to_vec(&ErrorReply {
+                error: error_reason(&error).into(),
+            })
+        }
+    }
+    .expect("serializing a reply cannot fail")
+}
+
+fn error_reason(error: &order_core::StoreError) -> &'static str {
+    match error {
+        order_core::StoreError::SaleReset => "the sale was reset during this buy; try again",
+        _ => "store unavailable",
     }
 }
 

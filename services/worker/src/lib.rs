@@ -2,21 +2,16 @@
 //! core as the HTTP backend, replies to `reply_to` with the request's `correlation_id`, then
 //! acknowledges.
 //!
+//! The wire contract (messages, declarations, connecting) is the `queue-contract` crate,
+//! shared with the front tier.
+//!
 //! - [`config`]: options and their `FLASHSALE_*` environment variables.
-//! - [`connection`]: bounded connection attempts and backoff (shared with the front tier).
-//! - [`topology`]: the request queue and its dead-letter queue (shared with the front tier).
-//! - [`message`]: the request and reply bodies (shared with the front tier).
 //! - `consumer`: the consume loop, reconnects and graceful drain.
 //! - `health`: the optional `GET /healthz`.
 
 pub mod config;
-pub mod connection;
 mod consumer;
 mod health;
-pub mod message;
-#[cfg(feature = "test-support")]
-pub mod test_support;
-pub mod topology;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,7 +25,6 @@ use tokio::sync::watch;
 pub use config::Config;
 
 use crate::consumer::Consumer;
-use order_core::redact::redact_url;
 
 /// A worker built from its configuration, ready to run.
 pub struct Application {
@@ -44,9 +38,12 @@ impl Application {
     /// reconnecting.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         tracing::info!(?config, "starting worker");
-        let store = Store::open(&config.store, config.initial_sale())
+        config.validate()?;
+        let store = config
+            .store
+            .open()
             .await
-            .with_context(|| format!("opening store {}", redact_url(&config.store)))?;
+            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?;
         let health = match config.health_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)

@@ -24,7 +24,7 @@ async fn with_no_worker_mq_buy_answers_504_within_the_timeout_and_leaves_nothing
     );
     assert_eq!(stack.rpc.pending(), 0);
     // The request expires in the queue (TTL = timeout): no worker will ever serve it late.
-    let dead = worker::topology::dead_letter_queue(&stack.queue);
+    let dead = queue_contract::topology::dead_letter_queue(&stack.queue);
     eventually(
         "the unanswered request expires to the dead-letter queue",
         || async { message_count(&stack.queue).await == 0 && message_count(&dead).await == 1 },

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-pub use worker::test_support::*;
+pub use queue_contract::test_support::*;
 
 /// A spawned service: stop it (bounded) or let the test end.
 pub struct Running<T> {

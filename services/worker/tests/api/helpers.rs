@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use worker::{Application, Config};
 
-pub use worker::test_support::*;
+pub use queue_contract::test_support::*;
 
 pub struct TestWorker {
     pub store: Store,
@@ -137,10 +137,13 @@ impl RpcClient {
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        worker::topology::declare_request_queue(&channel, queue)
-            .await
-            .unwrap();
-        let (reply, mut replies) = worker::topology::declare_reply_queue(&channel)
+        queue_contract::topology::declare_request_queue(
+            &channel,
+            &queue_contract::topology::RequestQueue::classic(queue),
+        )
+        .await
+        .unwrap();
+        let (reply, mut replies) = queue_contract::topology::declare_reply_queue(&channel)
             .await
             .unwrap();
         let pending: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>> = Arc::default();
@@ -177,7 +180,7 @@ impl RpcClient {
 
     /// Publishes `body` with the usual properties; the receiver gets the reply's body.
     pub async fn call_raw_later(&self, queue: &str, body: Vec<u8>) -> oneshot::Receiver<Vec<u8>> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = unique("rpc");
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id.clone(), tx);
         self.publish(
@@ -192,7 +195,8 @@ impl RpcClient {
     }
 
     pub async fn buy(&self, queue: &str, user: u64) -> BuyResponse {
-        let body = serde_json::to_vec(&worker::message::BuyRequest { user_id: user }).unwrap();
+        let body =
+            serde_json::to_vec(&queue_contract::message::BuyRequest { user_id: user }).unwrap();
         let reply = self.call_raw(queue, &body).await;
         serde_json::from_slice(&reply)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&reply)))
@@ -215,6 +219,6 @@ impl RpcClient {
 
     /// Ready messages in `queue` right now.
     pub async fn message_count(&self, queue: &str) -> u32 {
-        worker::test_support::message_count(queue).await
+        queue_contract::test_support::message_count(queue).await
     }
 }

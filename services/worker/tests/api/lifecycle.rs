@@ -76,7 +76,8 @@ async fn shutdown_answers_what_it_took_and_leaves_the_rest_in_the_queue() {
     // Queue the requests before a worker exists, so that shutdown lands mid-stream.
     let mut replies = Vec::new();
     for user in 1..=20u64 {
-        let body = serde_json::to_vec(&worker::message::BuyRequest { user_id: user }).unwrap();
+        let body =
+            serde_json::to_vec(&queue_contract::message::BuyRequest { user_id: user }).unwrap();
         replies.push(client.call_raw_later(&queue, body).await);
     }
     let mut worker = spawn_worker(&queue, WorkerOptions::default()).await;

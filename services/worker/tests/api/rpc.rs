@@ -73,7 +73,7 @@ async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_served() 
     let answer = client.buy(&queue, 9).await;
 
     assert_eq!(answer.outcome, Outcome::Ordered);
-    let dead = worker::topology::dead_letter_queue(&queue);
+    let dead = queue_contract::topology::dead_letter_queue(&queue);
     eventually("three messages dead-lettered", || async {
         client.message_count(&dead).await == 3
     })
