@@ -2,7 +2,10 @@
 //! the real RabbitMQ on 127.0.0.1:5672 (override with FLASHSALE_TEST_AMQP_URL), a fresh
 //! store and unique queue names per test.
 
+mod admission;
+mod cluster;
 mod concurrency;
 mod failures;
 mod helpers;
 mod routes;
+mod scaled;
