@@ -9,3 +9,4 @@ mod failures;
 mod helpers;
 mod routes;
 mod scaled;
+mod workers;
