@@ -3,6 +3,7 @@
 #
 #   scripts/rabbit-cluster.sh up|down|status|urls [options]
 #   scripts/rabbit-cluster.sh kill N|start N|leader QUEUE [options]
+#   scripts/rabbit-cluster.sh [options] ctl RABBITMQCTL-ARGS...
 #
 #   up         start the nodes that are not running and join them into one cluster; waits
 #              until every node runs and sees all the others; idempotent. The last line on
@@ -16,6 +17,7 @@
 #   start N    start node N again (after kill or a crash) and wait until it is back in the
 #              cluster; its data is kept, so it rejoins as the member it was
 #   leader Q   print the node that leads quorum queue Q (e.g. flashsale-2@localhost)
+#   ctl ARGS   rabbitmqctl ARGS on the first running node (e.g. ctl list_queues name leader)
 #
 # Options (also from the environment):
 #   --nodes N        nodes in the cluster (FLASHSALE_CLUSTER_NODES, default 3)
@@ -35,7 +37,7 @@
 # Tests pass their own --dir, --base-port and --name, so parallel runs never collide.
 set -euo pipefail
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 say() { echo "rabbit-cluster: $*" >&2; }
 die() { echo "rabbit-cluster: error: $*" >&2; exit 1; }
 
@@ -44,7 +46,7 @@ nodes="${FLASHSALE_CLUSTER_NODES:-3}"
 base_port="${FLASHSALE_CLUSTER_BASE_PORT:-5701}"
 dir="${FLASHSALE_CLUSTER_DIR:-$root/.stack/rabbit-cluster}"
 prefix="${FLASHSALE_CLUSTER_NAME:-flashsale}"
-command="" arg=""
+command="" arg="" ctl_args=()
 
 while (($#)); do
     case "$1" in
@@ -58,6 +60,9 @@ while (($#)); do
         kill|start|leader)
             [[ -z "$command" ]] || usage; (($# >= 2)) || usage
             command="$1" arg="$2"; shift 2 ;;
+        ctl)
+            [[ -z "$command" ]] || usage; (($# >= 2)) || usage
+            command=ctl; shift; ctl_args=("$@"); break ;;
         *) echo "rabbit-cluster: unknown argument: $1" >&2; usage ;;
     esac
 done
@@ -382,7 +387,14 @@ cmd_leader() {
     die "no quorum queue named $queue (or it has no leader right now)"
 }
 
+cmd_ctl() {
+    local n
+    n="$(ref_node)" || die "no node is running"
+    ctl rabbitmqctl "$n" "$@"
+}
+
 case "$command" in
+    ctl) cmd_ctl "${ctl_args[@]}" ;;
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
