@@ -299,12 +299,14 @@ impl RpcClient {
             .await
             .context("declaring and consuming the reply queue")?;
 
-        let link = Link {
-            channel: publisher,
+        // The session keeps no handle on a publishing channel: an abandoned one closes once
+        // the requests still using it are done.
+        let link = |channel| Link {
+            channel,
             reply_to: reply_queue.name().clone(),
             confirms,
         };
-        *self.inner.link.write().unwrap() = Some(link.clone());
+        *self.inner.link.write().unwrap() = Some(link(publisher));
         self.inner.connected.send_replace(true);
         tracing::info!(
             broker = %connected.broker,
@@ -345,10 +347,7 @@ impl RpcClient {
                             "the request queue refused or did not confirm a publish; \
                              reopened the publishing channel"
                         );
-                        *self.inner.link.write().unwrap() = Some(Link {
-                            channel: publisher,
-                            ..link.clone()
-                        });
+                        *self.inner.link.write().unwrap() = Some(link(publisher));
                     }
                     Err(error) => break Session::Lost(format!("{error:#}")),
                 }
