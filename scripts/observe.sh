@@ -16,9 +16,9 @@
 #                (default .stack/observe; the data is kept between runs)
 #   --retention  how long Prometheus keeps samples (default 2d)
 #   --check      validate instead of serving, then exit: the rendered config and
-#                observe/prometheus.yml with `promtool check config`, and every query of the
+#                observe/prometheus.yml with `promtool check config`, every query of the
 #                Grafana dashboard (observe/grafana/dashboards/flashsale.json) with
-#                `promtool check rules`
+#                `promtool check rules`, and the dashboard's shape (panels, datasource uid)
 #
 # Needs Debian's `prometheus` package (prometheus and promtool; apt-get install -y
 # prometheus) and python3 for the dashboard's queries. Every job is labelled stack="native",
@@ -111,7 +111,35 @@ rules = [{"record": "dashboard:q%d" % i, "expr": line.rstrip("\n").split("\t", 1
          for i, line in enumerate(sys.stdin)]
 print(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))' >"$rules"
     promtool check rules "$rules"
-    say "configuration and dashboard queries are valid"
+    # The dashboard's shape, as Grafana's provisioning needs it (no Grafana here to load it).
+    python3 - "$dashboard" "$root/observe/grafana/provisioning/datasources/prometheus.yml" <<'EOF'
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+uid = re.search(r"^\s*uid:\s*(\S+)", open(sys.argv[2]).read(), re.M).group(1)
+errors = [f"missing {k}" for k in ("uid", "title", "schemaVersion", "panels") if not d.get(k)]
+panels = d.get("panels") or []
+ids = [p.get("id") for p in panels]
+if len(set(ids)) != len(ids):
+    errors.append("panel ids are not unique")
+queries = 0
+for p in panels:
+    where = f"panel {p.get('id')} ({p.get('title')!r})"
+    if not {"x", "y", "w", "h"} <= set(p.get("gridPos", {})):
+        errors.append(f"{where}: gridPos needs x, y, w, h")
+    if not p.get("targets"):
+        errors.append(f"{where}: no queries")
+    for t in [p] + p.get("targets", []):
+        if t.get("datasource", {}).get("uid") != uid:
+            errors.append(f"{where}: datasource is not the provisioned uid {uid!r}")
+    for t in p.get("targets", []):
+        queries += 1
+        if not t.get("expr", "").strip() or not t.get("refId"):
+            errors.append(f"{where}: a query without expr or refId")
+if errors:
+    sys.exit("dashboard: " + "; ".join(errors))
+print(f"dashboard {d['title']!r}: {len(panels)} panels, {queries} queries, datasource {uid!r}")
+EOF
+    say "configuration and dashboard are valid"
     exit 0
 fi
 
