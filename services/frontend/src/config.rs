@@ -6,8 +6,17 @@ use std::time::Duration;
 
 use order_core::redact::redact_url;
 use queue_contract::connection::Brokers;
-use queue_contract::topology::{QueueType, RequestQueue};
+use queue_contract::topology::{DEFAULT_SALE_EVENTS_EXCHANGE, QueueType, RequestQueue};
 use queue_contract::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
+
+/// Whether the front tier answers from memory once the store has sold the sale out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GateMode {
+    /// Every buy reaches the store, as in the original experiment.
+    Off,
+    /// After the store's own sold-out decision, answer every buy from memory.
+    On,
+}
 
 /// Which path `GET /buy` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,6 +73,23 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
 
+    /// The sold-out gate: once the store has decided that the sale is sold out (under
+    /// `conditional`, the only strategy whose buyers are then final), answer both routes
+    /// from memory, exactly as the store would: a winner `already_ordered` with their order,
+    /// everyone else `sold_out`. `off` (the default) is the original experiment.
+    #[arg(long, env = "FLASHSALE_SOLD_OUT_GATE", value_enum, default_value_t = GateMode::Off)]
+    pub sold_out_gate: GateMode,
+
+    /// The fanout exchange on which front tiers tell each other about sell-outs and resets.
+    #[arg(long, env = "FLASHSALE_EVENTS_EXCHANGE", default_value = DEFAULT_SALE_EVENTS_EXCHANGE)]
+    pub events_exchange: String,
+
+    /// While the gate is closed, re-read the sale this often, so that a reset that did not
+    /// pass through any front tier (straight to a backend) still reopens the gate.
+    #[arg(long, env = "FLASHSALE_GATE_RECHECK_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub gate_recheck_ms: u64,
+
     /// Connection name shown by RabbitMQ (`rabbitmqctl list_connections client_properties`).
     #[arg(
         long,
@@ -111,6 +137,9 @@ impl fmt::Debug for Config {
             .field("queue_type", &self.queue_type)
             .field("queue_max_length", &self.queue_max_length)
             .field("default_route", &self.default_route)
+            .field("sold_out_gate", &self.sold_out_gate)
+            .field("events_exchange", &self.events_exchange)
+            .field("gate_recheck_ms", &self.gate_recheck_ms)
             .field("timeout_ms", &self.timeout_ms)
             .field("connection_name", &self.connection_name)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -130,6 +159,8 @@ mod tests {
         assert_eq!(config.backend_url, "http://127.0.0.1:8000");
         assert_eq!(config.queue, "buy_requests");
         assert_eq!(config.default_route, Route::Http);
+        assert_eq!(config.sold_out_gate, GateMode::Off);
+        assert_eq!(config.events_exchange, "sale_events");
     }
 
     #[test]

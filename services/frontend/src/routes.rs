@@ -11,30 +11,36 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use order_core::{BuyResponse, UserId};
+use order_core::{Outcome, SaleState, UserId};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Route;
 use crate::error::ApiError;
+use crate::gate::Gate;
 use crate::http_upstream::{HttpUpstream, PassThrough};
 use crate::rpc::RpcClient;
+
+/// Set on answers the sold-out gate gave from memory.
+pub const ANSWERED_BY: &str = "x-answered-by";
 
 #[derive(Clone)]
 pub struct AppState {
     pub http: HttpUpstream,
     pub rpc: RpcClient,
+    pub gate: Gate,
     pub default_route: Route,
     /// The next user id handed out to a buy without `?user=` (as the original did).
     next_user: Arc<AtomicU64>,
 }
 
 impl AppState {
-    pub fn new(http: HttpUpstream, rpc: RpcClient, default_route: Route) -> Self {
+    pub fn new(http: HttpUpstream, rpc: RpcClient, gate: Gate, default_route: Route) -> Self {
         Self {
             http,
             rpc,
+            gate,
             default_route,
             next_user: Arc::new(AtomicU64::new(1)),
         }
@@ -74,14 +80,20 @@ impl AppState {
         }
     }
 
-    async fn buy(&self, route: Route, user: UserId) -> Result<Json<BuyResponse>, ApiError> {
+    async fn buy(&self, route: Route, user: UserId) -> Result<Response, ApiError> {
+        if let Some(answer) = self.gate.answer(user) {
+            return Ok(([(ANSWERED_BY, "gate")], Json(answer)).into_response());
+        }
         let response = match route {
             Route::Http => self.http.buy(user).await?,
             Route::Mq => self.rpc.buy(user).await.inspect_err(|error| {
                 tracing::warn!(%error, "MQ buy failed");
             })?,
         };
-        Ok(Json(response))
+        if response.outcome == Outcome::SoldOut {
+            self.gate.saw_sold_out();
+        }
+        Ok(Json(response).into_response())
     }
 }
 
@@ -89,7 +101,7 @@ impl AppState {
 async fn http_buy(
     State(state): State<AppState>,
     query: Result<Query<BuyQuery>, QueryRejection>,
-) -> Result<Json<BuyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = state.user(query)?;
     tracing::Span::current().record("user_id", user.get());
     state.buy(Route::Http, user).await
@@ -99,7 +111,7 @@ async fn http_buy(
 async fn mq_buy(
     State(state): State<AppState>,
     query: Result<Query<BuyQuery>, QueryRejection>,
-) -> Result<Json<BuyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = state.user(query)?;
     tracing::Span::current().record("user_id", user.get());
     state.buy(Route::Mq, user).await
@@ -109,7 +121,7 @@ async fn mq_buy(
 async fn default_buy(
     State(state): State<AppState>,
     query: Result<Query<BuyQuery>, QueryRejection>,
-) -> Result<Json<BuyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = state.user(query)?;
     tracing::Span::current().record("user_id", user.get());
     state.buy(state.default_route, user).await
@@ -143,12 +155,23 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The store's `/sale` with this front tier's gate added as `"gate"`.
 async fn sale(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let answer = state
         .http
         .pass_through(Method::GET, "/sale", &headers, Bytes::new())
         .await?;
-    Ok(pass_through_response(answer))
+    if !answer.status.is_success() {
+        return Ok(pass_through_response(answer));
+    }
+    let Ok(serde_json::Value::Object(mut sale)) = serde_json::from_slice(&answer.body) else {
+        return Err(ApiError::UpstreamFailed(
+            "the backend answered an unexpected /sale body".into(),
+        ));
+    };
+    let gate = serde_json::to_value(state.gate.status()).expect("the gate status serializes");
+    sale.insert("gate".into(), gate);
+    Ok(Json(sale).into_response())
 }
 
 /// The buyers the store holds, paged (`?after=&limit=` as the backend takes them).
@@ -177,6 +200,13 @@ async fn admin_sale(
         .http
         .pass_through(Method::POST, "/admin/sale", &headers, body)
         .await?;
+    if answer.status.is_success() {
+        // Every gate must reopen for the new sale: this one now, the others by the event.
+        match serde_json::from_slice::<SaleState>(&answer.body) {
+            Ok(sale) => state.gate.reset_passed(sale.generation).await,
+            Err(error) => tracing::warn!(%error, "the reset's answer is not a sale"),
+        }
+    }
     Ok(pass_through_response(answer))
 }
 

@@ -60,6 +60,9 @@ pub struct StackOptions {
     /// Put real nginx (`scripts/nginx-native.sh`) in front of two backend replicas on the
     /// stack's store, and point the front tier at it, as the native stack and compose do.
     pub via_nginx: bool,
+    /// The front tier's sold-out gate.
+    pub gate: bool,
+    pub gate_recheck_ms: u64,
 }
 
 impl Default for StackOptions {
@@ -74,6 +77,8 @@ impl Default for StackOptions {
             backend_url: None,
             amqp_url: None,
             via_nginx: false,
+            gate: false,
+            gate_recheck_ms: 1000,
         }
     }
 }
@@ -94,6 +99,11 @@ pub struct TestStack {
     pub worker: Option<Running<anyhow::Result<()>>>,
     pub frontend: Running<anyhow::Result<()>>,
     pub http: reqwest::Client,
+    /// The front tier's sold-out gate.
+    pub gate: frontend::gate::Gate,
+    /// How the front tier was started, so that a second one can join the same stack.
+    pub spec: FrontendSpec,
+    _exchange_guard: ExchangeGuard,
     _queue_guard: QueueGuard,
     _dir: tempfile::TempDir,
 }
@@ -148,38 +158,27 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         None
     };
 
-    let frontend_connection = unique("frontend");
     let backend_url = match (&options.backend_url, &nginx) {
         (Some(url), _) => url.clone(),
         (None, Some(nginx)) => nginx.url(),
         (None, None) => format!("http://{backend_addr}"),
     };
-    let frontend_amqp = options.amqp_url.clone().unwrap_or_else(amqp_url);
-    let timeout_ms = options.timeout_ms.to_string();
-    let app = frontend::Application::build(frontend::Config::parse_from([
-        "frontend",
-        "--listen",
-        "127.0.0.1:0",
-        "--backend-url",
-        &backend_url,
-        "--amqp-url",
-        &frontend_amqp,
-        "--queue",
-        &queue,
-        "--default-route",
-        options.default_route,
-        "--timeout-ms",
-        &timeout_ms,
-        "--connection-name",
-        &frontend_connection,
-        "--connect-timeout-ms",
-        "2000",
-    ]))
-    .await
-    .expect("front tier builds");
-    let addr = app.local_addr();
-    let rpc = app.rpc().clone();
-    let frontend = Running::spawn(|stop| app.run_until(until_signalled(stop)));
+    let events_exchange = unique("events");
+    let exchange_guard = ExchangeGuard(events_exchange.clone());
+    let spec = FrontendSpec {
+        backend_url,
+        amqp_url: options.amqp_url.clone().unwrap_or_else(amqp_url),
+        queue: queue.clone(),
+        events_exchange,
+        default_route: options.default_route,
+        timeout_ms: options.timeout_ms,
+        gate: options.gate,
+        gate_recheck_ms: options.gate_recheck_ms,
+    };
+    let front = start_frontend(&spec).await;
+    let (addr, rpc, gate, frontend_connection) =
+        (front.addr, front.rpc, front.gate, front.connection);
+    let frontend = front.running;
 
     let stack = TestStack {
         addr,
@@ -195,6 +194,9 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         worker,
         frontend,
         http: reqwest::Client::new(),
+        gate,
+        spec,
+        _exchange_guard: exchange_guard,
         _queue_guard: queue_guard,
         _dir: dir,
     };
@@ -209,6 +211,108 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
             .unwrap();
     }
     stack
+}
+
+/// How to start a front tier of a stack.
+#[derive(Clone)]
+pub struct FrontendSpec {
+    pub backend_url: String,
+    pub amqp_url: String,
+    pub queue: String,
+    pub events_exchange: String,
+    pub default_route: &'static str,
+    pub timeout_ms: u64,
+    pub gate: bool,
+    pub gate_recheck_ms: u64,
+}
+
+/// A running front tier.
+pub struct Frontend {
+    pub addr: SocketAddr,
+    pub rpc: frontend::rpc::RpcClient,
+    pub gate: frontend::gate::Gate,
+    /// Its RabbitMQ connection name (the events link is `<name>-events`).
+    pub connection: String,
+    pub running: Running<anyhow::Result<()>>,
+}
+
+impl Frontend {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+pub async fn start_frontend(spec: &FrontendSpec) -> Frontend {
+    let connection = unique("frontend");
+    let timeout_ms = spec.timeout_ms.to_string();
+    let recheck_ms = spec.gate_recheck_ms.to_string();
+    let app = frontend::Application::build(frontend::Config::parse_from([
+        "frontend",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend-url",
+        &spec.backend_url,
+        "--amqp-url",
+        &spec.amqp_url,
+        "--queue",
+        &spec.queue,
+        "--events-exchange",
+        &spec.events_exchange,
+        "--sold-out-gate",
+        if spec.gate { "on" } else { "off" },
+        "--gate-recheck-ms",
+        &recheck_ms,
+        "--default-route",
+        spec.default_route,
+        "--timeout-ms",
+        &timeout_ms,
+        "--connection-name",
+        &connection,
+        "--connect-timeout-ms",
+        "2000",
+    ]))
+    .await
+    .expect("front tier builds");
+    Frontend {
+        addr: app.local_addr(),
+        rpc: app.rpc().clone(),
+        gate: app.gate().clone(),
+        connection,
+        running: Running::spawn(|stop| app.run_until(until_signalled(stop))),
+    }
+}
+
+/// Deletes a test's sale events exchange when dropped, even when the test panics.
+pub struct ExchangeGuard(pub String);
+
+impl Drop for ExchangeGuard {
+    fn drop(&mut self) {
+        let exchange = self.0.clone();
+        // A fresh runtime on a plain thread: Drop may run inside (or outside) a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let url = amqp_url();
+                let connect =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+                let Ok(Ok(connection)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
+                else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = connection.close(200, "test cleanup".into()).await;
+            });
+        })
+        .join();
+    }
 }
 
 async fn start_backend(store: &str, stock: &str, strategy: Strategy) -> backend::Application {

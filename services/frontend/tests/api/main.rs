@@ -4,5 +4,6 @@
 
 mod concurrency;
 mod failures;
+mod gate;
 mod helpers;
 mod routes;
