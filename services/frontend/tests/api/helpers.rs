@@ -50,6 +50,8 @@ pub struct StackOptions {
     pub stock: u64,
     pub strategy: Strategy,
     pub prefetch: u16,
+    /// The worker's `--batch` (1: unbatched, with `prefetch`).
+    pub batch: u16,
     pub worker: bool,
     pub default_route: &'static str,
     pub timeout_ms: u64,
@@ -71,6 +73,7 @@ impl Default for StackOptions {
             stock: 100,
             strategy: Strategy::CountInsert,
             prefetch: 1,
+            batch: 1,
             worker: true,
             default_route: "http",
             timeout_ms: 5000,
@@ -133,14 +136,14 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     let mut worker_consuming = None;
     let worker = if options.worker {
         let prefetch = options.prefetch.to_string();
-        let app = worker::Application::build(worker::Config::parse_from([
+        let batch = options.batch.to_string();
+        let broker = amqp_url();
+        let mut args = vec![
             "worker",
             "--amqp-url",
-            &amqp_url(),
+            &broker,
             "--queue",
             &queue,
-            "--prefetch",
-            &prefetch,
             "--store",
             store_path,
             "--stock",
@@ -149,9 +152,15 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
             options.strategy.as_str(),
             "--connection-name",
             &worker_connection,
-        ]))
-        .await
-        .expect("worker builds");
+            "--batch",
+            &batch,
+        ];
+        if options.batch == 1 {
+            args.extend(["--prefetch", &prefetch]);
+        }
+        let app = worker::Application::build(worker::Config::parse_from(args))
+            .await
+            .expect("worker builds");
         worker_consuming = Some(app.consuming());
         Some(Running::spawn(|stop| app.run_until(until_signalled(stop))))
     } else {
