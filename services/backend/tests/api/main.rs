@@ -5,3 +5,4 @@ mod admin;
 mod bad_input;
 mod buy;
 mod helpers;
+mod overload;
