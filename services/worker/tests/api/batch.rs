@@ -43,6 +43,7 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
             batch: 64,
             stock: 2,
             strategy: Strategy::Conditional,
+            health: true,
             ..Default::default()
         },
     )
@@ -77,6 +78,44 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
     .await;
     assert_eq!(client.message_count(&queue).await, 0, "everything settled");
     assert_eq!(worker.store.order_user_ids().await.unwrap(), vec![1, 2]);
+
+    // The worker's /metrics (on its health listener) counts each settled message.
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.health_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let requests = |outcome| {
+        value(
+            "flashsale_worker_requests_total",
+            Some(("outcome", outcome)),
+        )
+    };
+    assert_eq!(requests("ordered"), Some(2.0), "{metrics}");
+    assert_eq!(requests("already_ordered"), Some(1.0));
+    assert_eq!(requests("sold_out"), Some(1.0));
+    assert_eq!(requests("malformed"), Some(1.0));
+    assert_eq!(
+        value("flashsale_worker_batch_size_sum", None),
+        Some(4.0),
+        "4 good requests"
+    );
+    assert_eq!(value("flashsale_worker_consuming", None), Some(1.0));
 }
 
 /// A worker process killed (`kill -9`) while it answers batches, then replaced: every buyer
@@ -84,7 +123,7 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
 /// store holds, whether it came from the dead worker or from the redelivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing() {
-    const BUYERS: u64 = 3000;
+    const BUYERS: u64 = 10_000;
     let queue = unique("crash");
     let _guard = QueueGuard(queue.clone());
     let dir = tempfile::tempdir().unwrap();
@@ -101,6 +140,13 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing() {
     .await
     .unwrap();
 
+    // Every request waits in the queue first, so the worker is killed while it still has
+    // thousands to go.
+    let mut replies = Vec::new();
+    for user in 1..=BUYERS {
+        let body = serde_json::to_vec(&serde_json::json!({ "user_id": user })).unwrap();
+        replies.push((user, client.call_raw_later(&queue, body).await));
+    }
     let mut doomed = Command::new(env!("CARGO_BIN_EXE_worker"))
         .args([
             "--amqp-url",
@@ -117,15 +163,14 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the worker binary starts");
-    let mut replies = Vec::new();
-    for user in 1..=BUYERS {
-        let body = serde_json::to_vec(&serde_json::json!({ "user_id": user })).unwrap();
-        replies.push((user, client.call_raw_later(&queue, body).await));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while store.sale().await.unwrap().orders < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first worker wrote nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    eventually("the first worker has written some orders", || async {
-        store.sale().await.unwrap().orders >= 300
-    })
-    .await;
     doomed.kill().expect("kill -9");
     let _ = doomed.wait();
     let written_before = store.sale().await.unwrap().orders;
