@@ -22,9 +22,18 @@ pub enum GateMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Route {
     /// Straight to the backend (normally nginx in front of the replicas).
-    Http,
+    Http = 0,
     /// Through the RabbitMQ RPC queue and a worker.
-    Mq,
+    Mq = 1,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Mq => "mq",
+        }
+    }
 }
 
 #[derive(Clone, clap::Parser)]
@@ -72,6 +81,18 @@ pub struct Config {
     #[arg(long, env = "FLASHSALE_TIMEOUT_MS", default_value_t = 20000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+
+    /// Admission on the HTTP route: most buys waiting for the backend at once; more are
+    /// answered 503 with `Retry-After` at once, instead of queueing behind the others.
+    #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT_HTTP", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_http: u32,
+
+    /// Admission on the MQ route: most buys waiting for a worker's reply at once (this also
+    /// bounds what one front tier can put in the request queue).
+    #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT_MQ", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_mq: u32,
 
     /// The sold-out gate: once the store has decided that the sale is sold out (under
     /// `conditional`, the only strategy whose buyers are then final), answer both routes
@@ -137,6 +158,8 @@ impl fmt::Debug for Config {
             .field("queue_type", &self.queue_type)
             .field("queue_max_length", &self.queue_max_length)
             .field("default_route", &self.default_route)
+            .field("max_in_flight_http", &self.max_in_flight_http)
+            .field("max_in_flight_mq", &self.max_in_flight_mq)
             .field("sold_out_gate", &self.sold_out_gate)
             .field("events_exchange", &self.events_exchange)
             .field("gate_recheck_ms", &self.gate_recheck_ms)

@@ -13,11 +13,13 @@ pub mod config;
 pub mod error;
 pub mod gate;
 pub mod http_upstream;
+pub mod metrics;
 pub mod routes;
 pub mod rpc;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,6 +30,7 @@ pub use config::{Config, GateMode, Route};
 
 use crate::gate::{Gate, GateSettings};
 use crate::http_upstream::HttpUpstream;
+use crate::metrics::Metrics;
 use crate::rpc::{RpcClient, RpcSettings};
 
 /// A front tier bound to its port, ready to serve.
@@ -35,6 +38,7 @@ pub struct Application {
     listener: TcpListener,
     rpc: RpcClient,
     gate: Gate,
+    metrics: Arc<Metrics>,
     router: axum::Router,
 }
 
@@ -67,16 +71,20 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let metrics = Arc::new(Metrics::new());
         let router = routes::router(routes::AppState::new(
             http,
             rpc.clone(),
             gate.clone(),
             config.default_route,
+            [config.max_in_flight_http, config.max_in_flight_mq],
+            Arc::clone(&metrics),
         ));
         Ok(Self {
             listener,
             rpc,
             gate,
+            metrics,
             router,
         })
     }
@@ -107,6 +115,10 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let link = tokio::spawn(self.rpc.clone().run(stop_rx.clone()));
         let events = tokio::spawn(self.gate.clone().run(stop_rx));
+        tokio::spawn(count_reconnects(
+            self.rpc.connected(),
+            Arc::clone(&self.metrics),
+        ));
         tracing::info!(addr = %self.local_addr(), "front tier listening");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -116,5 +128,18 @@ impl Application {
         link.await.context("the RPC link task panicked")?;
         events.await.context("the sale events task panicked")?;
         served
+    }
+}
+
+/// Counts the RPC link's returns: every time it comes up after the first.
+async fn count_reconnects(mut connected: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    let mut up_before = false;
+    while connected.changed().await.is_ok() {
+        if *connected.borrow_and_update() {
+            if up_before {
+                metrics.reconnects.inc();
+            }
+            up_before = true;
+        }
     }
 }

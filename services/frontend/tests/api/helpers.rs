@@ -65,6 +65,10 @@ pub struct StackOptions {
     /// The front tier's sold-out gate.
     pub gate: bool,
     pub gate_recheck_ms: u64,
+    /// The backends' `--count-insert-pause-ms`: holds every count-insert buy this long.
+    pub count_insert_pause_ms: u64,
+    /// More options for the front tier (e.g. `--max-in-flight-http=10`).
+    pub frontend_args: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -82,6 +86,8 @@ impl Default for StackOptions {
             via_nginx: false,
             gate: false,
             gate_recheck_ms: 1000,
+            count_insert_pause_ms: 0,
+            frontend_args: Vec::new(),
         }
     }
 }
@@ -119,12 +125,13 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     let queue_guard = QueueGuard(queue.clone());
     let stock = options.stock.to_string();
 
-    let backend = start_backend(store_path, &stock, options.strategy).await;
+    let pause = options.count_insert_pause_ms.to_string();
+    let backend = start_backend(store_path, &stock, options.strategy, &pause).await;
     let backend_addr = backend.local_addr();
     let store = backend.store().clone();
     let backend = Running::spawn(|stop| backend.run_until(until_signalled(stop)));
     let (replica, nginx) = if options.via_nginx {
-        let replica = start_backend(store_path, &stock, options.strategy).await;
+        let replica = start_backend(store_path, &stock, options.strategy, &pause).await;
         let nginx = Nginx::start(&[backend_addr, replica.local_addr()]).await;
         let replica = Running::spawn(|stop| replica.run_until(until_signalled(stop)));
         (Some(replica), Some(nginx))
@@ -183,6 +190,7 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         timeout_ms: options.timeout_ms,
         gate: options.gate,
         gate_recheck_ms: options.gate_recheck_ms,
+        extra_args: options.frontend_args.clone(),
     };
     let front = start_frontend(&spec).await;
     let (addr, rpc, gate, frontend_connection) =
@@ -233,6 +241,7 @@ pub struct FrontendSpec {
     pub timeout_ms: u64,
     pub gate: bool,
     pub gate_recheck_ms: u64,
+    pub extra_args: Vec<String>,
 }
 
 /// A running front tier.
@@ -255,7 +264,7 @@ pub async fn start_frontend(spec: &FrontendSpec) -> Frontend {
     let connection = unique("frontend");
     let timeout_ms = spec.timeout_ms.to_string();
     let recheck_ms = spec.gate_recheck_ms.to_string();
-    let app = frontend::Application::build(frontend::Config::parse_from([
+    let mut args: Vec<String> = [
         "frontend",
         "--listen",
         "127.0.0.1:0",
@@ -279,9 +288,14 @@ pub async fn start_frontend(spec: &FrontendSpec) -> Frontend {
         &connection,
         "--connect-timeout-ms",
         "2000",
-    ]))
-    .await
-    .expect("front tier builds");
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    args.extend(spec.extra_args.iter().cloned());
+    let app = frontend::Application::build(frontend::Config::parse_from(args))
+        .await
+        .expect("front tier builds");
     Frontend {
         addr: app.local_addr(),
         rpc: app.rpc().clone(),
@@ -324,7 +338,12 @@ impl Drop for ExchangeGuard {
     }
 }
 
-async fn start_backend(store: &str, stock: &str, strategy: Strategy) -> backend::Application {
+async fn start_backend(
+    store: &str,
+    stock: &str,
+    strategy: Strategy,
+    count_insert_pause_ms: &str,
+) -> backend::Application {
     backend::Application::build(backend::Config::parse_from([
         "backend",
         "--listen",
@@ -337,6 +356,8 @@ async fn start_backend(store: &str, stock: &str, strategy: Strategy) -> backend:
         stock,
         "--strategy",
         strategy.as_str(),
+        "--count-insert-pause-ms",
+        count_insert_pause_ms,
     ]))
     .await
     .expect("backend builds")
@@ -454,4 +475,33 @@ impl TestStack {
             .unwrap_or_else(|_| panic!("front tier RPC link connected={value} in time"))
             .unwrap();
     }
+}
+
+/// The value of the sample `name` with exactly these `labels` in the front tier's
+/// `/metrics`, which must parse as Prometheus text.
+pub async fn metric(stack: &TestStack, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let text = stack
+        .http
+        .get(stack.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{text}"));
+    scrape.samples.iter().find_map(|s| {
+        let same_labels = s.labels.len() == labels.len()
+            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+        if s.metric != name || !same_labels {
+            return None;
+        }
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        }
+    })
 }

@@ -6,4 +6,5 @@ mod concurrency;
 mod failures;
 mod gate;
 mod helpers;
+mod overload;
 mod routes;
