@@ -108,14 +108,19 @@ impl Metrics {
                 gate_already_ordered: gate_answers.with_label_values(&[label, "already_ordered"]),
             }
         });
+        let rejections = metrics::counter_vec(
+            &registry,
+            "flashsale_frontend_rejections_total",
+            "Buys refused at once with 503, by route and reason.",
+            &["route", "reason"],
+        );
+        // Shown at 0 from the start, so dashboards see the series before the first refusal.
+        for route in ROUTES {
+            rejections.with_label_values(&[route_label(route), "in_flight_limit"]);
+        }
         Self {
             routes,
-            rejections: metrics::counter_vec(
-                &registry,
-                "flashsale_frontend_rejections_total",
-                "Buys refused at once with 503, by route and reason.",
-                &["route", "reason"],
-            ),
+            rejections,
             rpc_pending: metrics::gauge(
                 &registry,
                 "flashsale_frontend_rpc_pending",

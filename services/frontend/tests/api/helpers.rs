@@ -100,6 +100,10 @@ pub struct TestStack {
     pub frontend_connection: String,
     pub worker_connection: String,
     pub worker_consuming: Option<watch::Receiver<bool>>,
+    /// The worker's health listener (`/healthz`, `/metrics`).
+    pub worker_health: Option<SocketAddr>,
+    /// The backend's own address (not through nginx).
+    pub backend_addr: SocketAddr,
     pub backend: Running<std::io::Result<()>>,
     /// The second backend replica and nginx, with `via_nginx`: held so that they run as long
     /// as the stack, and stop when it is dropped.
@@ -141,6 +145,7 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
 
     let worker_connection = unique("worker");
     let mut worker_consuming = None;
+    let mut worker_health = None;
     let worker = if options.worker {
         let prefetch = options.prefetch.to_string();
         let batch = options.batch.to_string();
@@ -161,6 +166,8 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
             &worker_connection,
             "--batch",
             &batch,
+            "--health-listen",
+            "127.0.0.1:0",
         ];
         if options.batch == 1 {
             args.extend(["--prefetch", &prefetch]);
@@ -169,6 +176,7 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
             .await
             .expect("worker builds");
         worker_consuming = Some(app.consuming());
+        worker_health = app.health_addr();
         Some(Running::spawn(|stop| app.run_until(until_signalled(stop))))
     } else {
         None
@@ -205,6 +213,8 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         frontend_connection,
         worker_connection,
         worker_consuming,
+        worker_health,
+        backend_addr,
         backend,
         _replica: replica,
         _nginx: nginx,

@@ -3,6 +3,7 @@
 //! store and unique queue names per test.
 
 mod concurrency;
+mod dashboard;
 mod failures;
 mod gate;
 mod helpers;
