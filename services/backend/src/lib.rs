@@ -5,6 +5,8 @@ mod config;
 mod error;
 pub mod metrics;
 mod routes;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use config::Config;
 pub use error::ApiError;

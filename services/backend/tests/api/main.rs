@@ -6,3 +6,4 @@ mod bad_input;
 mod buy;
 mod helpers;
 mod overload;
+mod replica_loss;

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+pub use backend::test_support::Nginx;
 pub use queue_contract::test_support::*;
 
 /// A spawned service: stop it (bounded) or let the test end.
@@ -371,78 +372,6 @@ async fn start_backend(
     ]))
     .await
     .expect("backend builds")
-}
-
-/// Real nginx with this repository's config, on a free port, in front of `backends`;
-/// stopped when dropped.
-pub struct Nginx {
-    pub addr: SocketAddr,
-    process: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start(backends: &[SocketAddr]) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nginx-native.sh");
-        let dir = tempfile::tempdir().unwrap();
-        // A port the OS just handed out and released: free unless another process takes it
-        // in the instant before nginx binds it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let process = std::process::Command::new("bash")
-            .arg(script)
-            .arg("--listen")
-            .arg(port.to_string())
-            .arg("--dir")
-            .arg(dir.path())
-            .args(backends.iter().map(ToString::to_string))
-            .spawn()
-            .expect(
-                "scripts/nginx-native.sh starts (is nginx installed? bash .ci/run installs it)",
-            );
-        let nginx = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            process,
-            _dir: dir,
-        };
-        let health = format!("{}/healthz", nginx.url());
-        let client = reqwest::Client::new();
-        eventually("nginx answers /healthz from a backend", || async {
-            client
-                .get(&health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        nginx
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master (the script exec'd into it) then stops its
-        // workers, which would otherwise outlive it holding the port.
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.process.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.process.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 impl TestStack {
