@@ -19,6 +19,13 @@ pub struct Config {
     /// Bearer token for `POST /admin/sale`; without one the admin API is off.
     #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Most buys this backend decides at once; more are refused at once with 503 and
+    /// `Retry-After`, so a slow store cannot pile up unbounded blocking work. 512 is twice
+    /// what one of two replicas sees in the original experiment at c = 500.
+    #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
 }
 
 // Hand-written so the admin token and store passwords never reach a log line.
@@ -28,6 +35,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("store", &self.store)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }

@@ -19,6 +19,8 @@ pub enum ApiError {
     AdminDisabled,
     #[error("the sale was reset during this buy; try again")]
     SaleReset,
+    #[error("too many buys in flight (limit {0}); retry later")]
+    Overloaded(u32),
     #[error("store unavailable")]
     Store(StoreError),
 }
@@ -38,13 +40,19 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::AdminDisabled => StatusCode::NOT_FOUND,
-            Self::SaleReset => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SaleReset | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(cause) => {
                 tracing::error!(error = %cause, "store call failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let Self::Overloaded(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -3,13 +3,20 @@
 
 mod config;
 mod error;
+pub mod metrics;
 mod routes;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use config::Config;
 pub use error::ApiError;
 
+use crate::metrics::Metrics;
+
 use std::future::Future;
 use std::net::SocketAddr;
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use order_core::Store;
@@ -26,18 +33,25 @@ impl Application {
     /// Opens the store and binds the listener. Bind port 0 to get a free port
     /// ([`Application::local_addr`] says which).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
         let store = config
             .store
             .open()
             .await
-            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?;
+            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?
+            .with_timings(metrics.store_timings());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         if config.admin_token.is_none() {
             tracing::warn!("no admin token configured: POST /admin/sale is disabled");
         }
-        let router = routes::router(routes::AppState::new(store.clone(), config.admin_token));
+        let router = routes::router(routes::AppState::new(
+            store.clone(),
+            config.admin_token,
+            config.max_in_flight,
+            metrics,
+        ));
         Ok(Self {
             listener,
             store,

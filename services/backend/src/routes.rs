@@ -1,20 +1,24 @@
 //! HTTP routes: `GET /buy/{user_id}`, `GET /healthz`, `GET /sale`, `POST /admin/sale`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use order_core::{BuyResponse, Order, SaleConfig, SaleState, Store, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
+use crate::metrics::{BuyOutcome, Metrics};
+use order_core::metrics::GaugeGuard;
 
 /// No request is held longer than this; a stuck store answers 503 instead of hanging a client.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -23,13 +27,25 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct AppState {
     store: Store,
     admin_token: Option<Arc<str>>,
+    /// Permits for buys in flight: the concurrency limit in front of the store.
+    buy_permits: Arc<Semaphore>,
+    max_in_flight: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn new(store: Store, admin_token: Option<String>) -> Self {
+    pub fn new(
+        store: Store,
+        admin_token: Option<String>,
+        max_in_flight: u32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
             admin_token: admin_token.map(Arc::from),
+            buy_permits: Arc::new(Semaphore::new(max_in_flight as usize)),
+            max_in_flight,
+            metrics,
         }
     }
 }
@@ -43,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { ApiError::BadRequest("user id is empty".into()) }),
         )
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/sale", get(sale))
         .route("/sale/orders", get(sale_orders))
         .route("/admin/sale", post(reset_sale))
@@ -59,10 +76,47 @@ async fn buy(
     State(state): State<AppState>,
     Path(raw_user): Path<String>,
 ) -> Result<Json<BuyResponse>, ApiError> {
+    let started = Instant::now();
+    let answer = decide(&state, &raw_user).await;
+    let outcome = match &answer {
+        Ok(response) => BuyOutcome::Answered(response.outcome),
+        Err(ApiError::BadRequest(_)) => BuyOutcome::BadRequest,
+        Err(ApiError::Overloaded(_)) => BuyOutcome::Rejected,
+        Err(_) => BuyOutcome::StoreError,
+    };
+    state.metrics.record_buy(outcome, started.elapsed());
+    answer.map(Json)
+}
+
+async fn decide(state: &AppState, raw_user: &str) -> Result<BuyResponse, ApiError> {
     let user: UserId = raw_user
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("{e}")))?;
-    Ok(Json(order_core::buy(&state.store, user).await?))
+    // Refused at once past the limit: waiting would only move the pile-up into this queue.
+    let Ok(permit) = Arc::clone(&state.buy_permits).try_acquire_owned() else {
+        state.metrics.rejected_store_limit.inc();
+        return Err(ApiError::Overloaded(state.max_in_flight));
+    };
+    // The buy runs in its own task, holding the permit until the store is done with it: a
+    // client that gives up (or the request timeout) must not free the permit while the
+    // store still works for it, or the limit would not bound the store's work.
+    let store = state.store.clone();
+    let in_flight = GaugeGuard::new(state.metrics.in_flight.clone());
+    let decided = tokio::spawn(async move {
+        let answer = order_core::buy(&store, user).await;
+        drop((permit, in_flight));
+        answer
+    });
+    Ok(decided.await.map_err(order_core::StoreError::from)??)
+}
+
+/// `GET /metrics`: Prometheus text, with the sale's progress read from the store now.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let sale = state.store.sale().await.ok();
+    (
+        [(header::CONTENT_TYPE, order_core::metrics::CONTENT_TYPE)],
+        state.metrics.render(sale.as_ref()),
+    )
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

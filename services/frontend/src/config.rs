@@ -6,16 +6,34 @@ use std::time::Duration;
 
 use order_core::redact::redact_url;
 use queue_contract::connection::Brokers;
-use queue_contract::topology::{QueueType, RequestQueue};
+use queue_contract::topology::{DEFAULT_SALE_EVENTS_EXCHANGE, QueueType, RequestQueue};
 use queue_contract::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
+
+/// Whether the front tier answers from memory once the store has sold the sale out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GateMode {
+    /// Every buy reaches the store, as in the original experiment.
+    Off,
+    /// After the store's own sold-out decision, answer every buy from memory.
+    On,
+}
 
 /// Which path `GET /buy` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Route {
     /// Straight to the backend (normally nginx in front of the replicas).
-    Http,
+    Http = 0,
     /// Through the RabbitMQ RPC queue and a worker.
-    Mq,
+    Mq = 1,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Mq => "mq",
+        }
+    }
 }
 
 #[derive(Clone, clap::Parser)]
@@ -71,6 +89,35 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
 
+    /// Admission on the HTTP route: most buys waiting for the backend at once; more are
+    /// answered 503 with `Retry-After` at once, instead of queueing behind the others.
+    #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT_HTTP", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_http: u32,
+
+    /// Admission on the MQ route: most buys waiting for a worker's reply at once (this also
+    /// bounds what one front tier can put in the request queue).
+    #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT_MQ", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_mq: u32,
+
+    /// The sold-out gate: once the store has decided that the sale is sold out (under
+    /// `conditional`, the only strategy whose buyers are then final), answer both routes
+    /// from memory, exactly as the store would: a winner `already_ordered` with their order,
+    /// everyone else `sold_out`. `off` (the default) is the original experiment.
+    #[arg(long, env = "FLASHSALE_SOLD_OUT_GATE", value_enum, default_value_t = GateMode::Off)]
+    pub sold_out_gate: GateMode,
+
+    /// The fanout exchange on which front tiers tell each other about sell-outs and resets.
+    #[arg(long, env = "FLASHSALE_EVENTS_EXCHANGE", default_value = DEFAULT_SALE_EVENTS_EXCHANGE)]
+    pub events_exchange: String,
+
+    /// While the gate is closed, re-read the sale this often, so that a reset that did not
+    /// pass through any front tier (straight to a backend) still reopens the gate.
+    #[arg(long, env = "FLASHSALE_GATE_RECHECK_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub gate_recheck_ms: u64,
+
     /// Connection name shown by RabbitMQ (`rabbitmqctl list_connections client_properties`).
     #[arg(
         long,
@@ -124,6 +171,11 @@ impl fmt::Debug for Config {
             .field("confirm_timeout_ms", &self.confirm_timeout_ms)
             .field("queue_max_length", &self.queue_max_length)
             .field("default_route", &self.default_route)
+            .field("max_in_flight_http", &self.max_in_flight_http)
+            .field("max_in_flight_mq", &self.max_in_flight_mq)
+            .field("sold_out_gate", &self.sold_out_gate)
+            .field("events_exchange", &self.events_exchange)
+            .field("gate_recheck_ms", &self.gate_recheck_ms)
             .field("timeout_ms", &self.timeout_ms)
             .field("connection_name", &self.connection_name)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -143,6 +195,8 @@ mod tests {
         assert_eq!(config.backend_url, "http://127.0.0.1:8000");
         assert_eq!(config.queue, "buy_requests");
         assert_eq!(config.default_route, Route::Http);
+        assert_eq!(config.sold_out_gate, GateMode::Off);
+        assert_eq!(config.events_exchange, "sale_events");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Causes are logged where they happen; the client gets a short reason.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -20,6 +20,10 @@ pub enum ApiError {
     /// The upstream did not answer within the configured timeout.
     #[error("{0}")]
     Timeout(String),
+    /// Admission: too many buys already wait on this route. Answered at once, with
+    /// `Retry-After`, instead of queueing the buyer behind them.
+    #[error("too many buys in flight on the {route} route (limit {limit}); retry later")]
+    Overloaded { route: &'static str, limit: u32 },
 }
 
 impl ApiError {
@@ -27,7 +31,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -35,6 +39,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let body = Json(json!({ "error": self.to_string() }));
+        if let Self::Overloaded { .. } = self {
+            return (self.status(), [(header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (self.status(), body).into_response()
     }
 }

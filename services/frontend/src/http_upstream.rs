@@ -88,6 +88,29 @@ impl HttpUpstream {
         })
     }
 
+    /// `GET {backend}{path}`, a 2xx JSON answer decoded as `T` (the sale API, for the gate).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ApiError> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(request_error)?;
+        if !status.is_success() {
+            let reason =
+                error_reason(&body).unwrap_or_else(|| format!("the backend answered {status}"));
+            return Err(ApiError::UpstreamFailed(reason));
+        }
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::UpstreamFailed(format!("the backend answered an unexpected body: {error}"))
+        })
+    }
+
     /// `GET {backend}/healthz` answered 2xx within a short timeout.
     pub async fn check_health(&self) -> Result<(), String> {
         let response = self

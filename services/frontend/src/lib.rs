@@ -6,30 +6,39 @@
 //! - [`routes`]: the HTTP surface and the user-id counter.
 //! - [`http_upstream`]: the pooled keep-alive client for the HTTP route and the sale API.
 //! - [`rpc`]: the MQ route: one connection, a reply queue, a correlation-id map.
+//! - [`gate`]: the sold-out gate, and the sale events link every front tier shares.
 //! - [`error`]: the status code each failure answers with.
 
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod http_upstream;
+pub mod metrics;
 pub mod routes;
 pub mod rpc;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::{Config, Route};
+pub use config::{Config, GateMode, Route};
 
+use crate::gate::{Gate, GateSettings};
 use crate::http_upstream::HttpUpstream;
+use crate::metrics::Metrics;
 use crate::rpc::{RpcClient, RpcSettings};
 
 /// A front tier bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
     rpc: RpcClient,
+    gate: Gate,
+    metrics: Arc<Metrics>,
     router: axum::Router,
 }
 
@@ -49,17 +58,34 @@ impl Application {
             connect_timeout: config.connect_timeout(),
             timeout: config.timeout(),
         });
+        let gate = Gate::new(
+            GateSettings {
+                enabled: config.sold_out_gate == GateMode::On,
+                brokers: config.amqp_url.clone(),
+                exchange: config.events_exchange.clone(),
+                connection_name: config.connection_name.clone(),
+                connect_timeout: config.connect_timeout(),
+                recheck: Duration::from_millis(config.gate_recheck_ms),
+            },
+            http.clone(),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let metrics = Arc::new(Metrics::new());
         let router = routes::router(routes::AppState::new(
             http,
             rpc.clone(),
+            gate.clone(),
             config.default_route,
+            [config.max_in_flight_http, config.max_in_flight_mq],
+            Arc::clone(&metrics),
         ));
         Ok(Self {
             listener,
             rpc,
+            gate,
+            metrics,
             router,
         })
     }
@@ -75,6 +101,11 @@ impl Application {
         &self.rpc
     }
 
+    /// The sold-out gate (its state, for tests).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
     /// Serves until `shutdown` resolves and the requests in flight are answered, then closes
     /// the RabbitMQ connection (after the HTTP drain, since draining requests may be waiting
     /// for replies).
@@ -83,7 +114,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let link = tokio::spawn(self.rpc.clone().run(stop_rx));
+        let link = tokio::spawn(self.rpc.clone().run(stop_rx.clone()));
+        let events = tokio::spawn(self.gate.clone().run(stop_rx));
+        tokio::spawn(count_reconnects(
+            self.rpc.connected(),
+            Arc::clone(&self.metrics),
+        ));
         tracing::info!(addr = %self.local_addr(), "front tier listening");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -91,6 +127,20 @@ impl Application {
             .context("serving HTTP");
         stop_tx.send_replace(true);
         link.await.context("the RPC link task panicked")?;
+        events.await.context("the sale events task panicked")?;
         served
+    }
+}
+
+/// Counts the RPC link's returns: every time it comes up after the first.
+async fn count_reconnects(mut connected: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    let mut up_before = false;
+    while connected.changed().await.is_ok() {
+        if *connected.borrow_and_update() {
+            if up_before {
+                metrics.reconnects.inc();
+            }
+            up_before = true;
+        }
     }
 }

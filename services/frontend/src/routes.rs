@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -11,31 +12,62 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use order_core::{BuyResponse, UserId};
+use order_core::metrics::GaugeGuard;
+use order_core::{BuyResponse, Outcome, SaleState, UserId};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Route;
 use crate::error::ApiError;
+use crate::gate::Gate;
 use crate::http_upstream::{HttpUpstream, PassThrough};
+use crate::metrics::Metrics;
 use crate::rpc::RpcClient;
+
+/// Set on answers the sold-out gate gave from memory.
+pub const ANSWERED_BY: &str = "x-answered-by";
+
+/// A route's admission limit: at most `limit` buys wait on its upstream at once.
+struct Admission {
+    permits: Semaphore,
+    limit: u32,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub http: HttpUpstream,
     pub rpc: RpcClient,
+    pub gate: Gate,
     pub default_route: Route,
+    pub metrics: Arc<Metrics>,
+    /// HTTP, MQ.
+    admission: Arc<[Admission; 2]>,
     /// The next user id handed out to a buy without `?user=` (as the original did).
     next_user: Arc<AtomicU64>,
 }
 
 impl AppState {
-    pub fn new(http: HttpUpstream, rpc: RpcClient, default_route: Route) -> Self {
+    pub fn new(
+        http: HttpUpstream,
+        rpc: RpcClient,
+        gate: Gate,
+        default_route: Route,
+        limits: [u32; 2],
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let admission = limits.map(|limit| Admission {
+            permits: Semaphore::new(limit as usize),
+            limit,
+        });
         Self {
             http,
             rpc,
+            gate,
             default_route,
+            metrics,
+            admission: Arc::new(admission),
             next_user: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -47,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/mq/buy", get(mq_buy))
         .route("/buy", get(default_buy))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/sale", get(sale))
         .route("/sale/orders", get(sale_orders))
         .route("/admin/sale", post(admin_sale))
@@ -74,45 +107,95 @@ impl AppState {
         }
     }
 
-    async fn buy(&self, route: Route, user: UserId) -> Result<Json<BuyResponse>, ApiError> {
-        let response = match route {
-            Route::Http => self.http.buy(user).await?,
-            Route::Mq => self.rpc.buy(user).await.inspect_err(|error| {
-                tracing::warn!(%error, "MQ buy failed");
-            })?,
+    /// A buy on `route`: from the gate's memory when it is closed, else through admission to
+    /// the route's upstream; every answer and refusal is counted.
+    async fn buy(
+        &self,
+        route: Route,
+        query: Result<Query<BuyQuery>, QueryRejection>,
+    ) -> Result<Response, ApiError> {
+        let started = Instant::now();
+        let user = self.user(query).inspect_err(|error| {
+            self.metrics.record(route, Err(error), started.elapsed());
+        })?;
+        tracing::Span::current().record("user_id", user.get());
+        if let Some(answer) = self.gate.answer(user) {
+            self.metrics
+                .record_gated(route, answer.outcome, started.elapsed());
+            return Ok(([(ANSWERED_BY, "gate")], Json(answer)).into_response());
+        }
+        let answer = self.buy_upstream(route, user).await;
+        self.metrics
+            .record(route, answer.as_ref().map(|a| a.outcome), started.elapsed());
+        let answer = answer?;
+        if answer.outcome == Outcome::SoldOut {
+            self.gate.saw_sold_out();
+        }
+        Ok(Json(answer).into_response())
+    }
+
+    async fn buy_upstream(&self, route: Route, user: UserId) -> Result<BuyResponse, ApiError> {
+        let admission = &self.admission[route as usize];
+        let Ok(_permit) = admission.permits.try_acquire() else {
+            self.metrics.reject(route, "in_flight_limit");
+            return Err(ApiError::Overloaded {
+                route: route.as_str(),
+                limit: admission.limit,
+            });
         };
-        Ok(Json(response))
+        let _in_flight = GaugeGuard::new(self.metrics.in_flight(route));
+        match route {
+            Route::Http => self.http.buy(user).await,
+            Route::Mq => self.rpc.buy(user).await.map_err(|error| {
+                tracing::warn!(%error, "MQ buy failed");
+                if let Some(reason) = error.rejection_reason() {
+                    self.metrics.reject(route, reason);
+                }
+                error.into()
+            }),
+        }
     }
 }
 
-#[tracing::instrument(skip_all, fields(route = "http", user_id))]
+// Debug-level spans: at the default `info` level they cost nothing, and a gated answer is
+// cheap enough that an enabled span per request would show in its throughput.
+#[tracing::instrument(level = "debug", skip_all, fields(route = "http", user_id))]
 async fn http_buy(
     State(state): State<AppState>,
     query: Result<Query<BuyQuery>, QueryRejection>,
-) -> Result<Json<BuyResponse>, ApiError> {
-    let user = state.user(query)?;
-    tracing::Span::current().record("user_id", user.get());
-    state.buy(Route::Http, user).await
+) -> Result<Response, ApiError> {
+    state.buy(Route::Http, query).await
 }
 
-#[tracing::instrument(skip_all, fields(route = "mq", user_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(route = "mq", user_id))]
 async fn mq_buy(
     State(state): State<AppState>,
     query: Result<Query<BuyQuery>, QueryRejection>,
-) -> Result<Json<BuyResponse>, ApiError> {
-    let user = state.user(query)?;
-    tracing::Span::current().record("user_id", user.get());
-    state.buy(Route::Mq, user).await
+) -> Result<Response, ApiError> {
+    state.buy(Route::Mq, query).await
 }
 
-#[tracing::instrument(skip_all, fields(route = ?state.default_route, user_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(route = ?state.default_route, user_id))]
 async fn default_buy(
     State(state): State<AppState>,
     query: Result<Query<BuyQuery>, QueryRejection>,
-) -> Result<Json<BuyResponse>, ApiError> {
-    let user = state.user(query)?;
-    tracing::Span::current().record("user_id", user.get());
-    state.buy(state.default_route, user).await
+) -> Result<Response, ApiError> {
+    state.buy(state.default_route, query).await
+}
+
+/// `GET /metrics`: Prometheus text, with the RPC and gate gauges read now.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics;
+    metrics.rpc_pending.set(state.rpc.pending() as i64);
+    let gate = state.gate.status();
+    metrics.gate_closed.set(i64::from(gate.state == "closed"));
+    metrics
+        .sale_generation
+        .set(i64::try_from(gate.generation).unwrap_or(i64::MAX));
+    (
+        [(header::CONTENT_TYPE, order_core::metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
 }
 
 /// 200 only when both upstreams are usable: the backend answers its own `/healthz` and the
@@ -143,12 +226,23 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The store's `/sale` with this front tier's gate added as `"gate"`.
 async fn sale(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let answer = state
         .http
         .pass_through(Method::GET, "/sale", &headers, Bytes::new())
         .await?;
-    Ok(pass_through_response(answer))
+    if !answer.status.is_success() {
+        return Ok(pass_through_response(answer));
+    }
+    let Ok(serde_json::Value::Object(mut sale)) = serde_json::from_slice(&answer.body) else {
+        return Err(ApiError::UpstreamFailed(
+            "the backend answered an unexpected /sale body".into(),
+        ));
+    };
+    let gate = serde_json::to_value(state.gate.status()).expect("the gate status serializes");
+    sale.insert("gate".into(), gate);
+    Ok(Json(sale).into_response())
 }
 
 /// The buyers the store holds, paged (`?after=&limit=` as the backend takes them).
@@ -177,6 +271,13 @@ async fn admin_sale(
         .http
         .pass_through(Method::POST, "/admin/sale", &headers, body)
         .await?;
+    if answer.status.is_success() {
+        // Every gate must reopen for the new sale: this one now, the others by the event.
+        match serde_json::from_slice::<SaleState>(&answer.body) {
+            Ok(sale) => state.gate.reset_passed(sale.generation).await,
+            Err(error) => tracing::warn!(%error, "the reset's answer is not a sale"),
+        }
+    }
     Ok(pass_through_response(answer))
 }
 

@@ -77,6 +77,17 @@ pub enum RpcError {
     BadReply,
 }
 
+impl RpcError {
+    /// The `reason` label when this error is a refusal at once (a 503 without waiting).
+    pub fn rejection_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable => Some("no_link"),
+            Self::Publish(_) => Some("publish_failed"),
+            _ => None,
+        }
+    }
+}
+
 impl From<RpcError> for ApiError {
     fn from(error: RpcError) -> Self {
         let reason = error.to_string();

@@ -6,6 +6,7 @@
 //! - [`telemetry`], [`shutdown`] and [`redact`]: the process plumbing every binary shares.
 
 pub mod domain;
+pub mod metrics;
 pub mod redact;
 pub mod shutdown;
 pub mod store;

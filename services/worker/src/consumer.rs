@@ -27,6 +27,7 @@
 //!   order first written, so nothing is lost and nothing doubles.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::{FutureExt, StreamExt};
@@ -46,6 +47,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, timeout};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// How long shutdown waits for the deliveries in hand before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +60,7 @@ pub(crate) struct Consumer {
     pub(crate) store: Store,
     /// `true` while a consumer is registered with the broker.
     pub(crate) consuming: watch::Sender<bool>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 enum SessionEnd {
@@ -66,13 +69,22 @@ enum SessionEnd {
 }
 
 impl Consumer {
+    fn set_consuming(&self, consuming: bool) {
+        self.consuming.send_replace(consuming);
+        self.metrics.consuming.set(i64::from(consuming));
+    }
+
     /// Consumes until `stop` turns true, reconnecting whenever the connection is lost.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
         // Which broker of the list to try first: after a loss, the one after the lost one.
         let mut start = 0;
+        let mut connected_before = false;
         loop {
-            match self.session(&mut stop, &mut start).await {
+            match self
+                .session(&mut stop, &mut start, &mut connected_before)
+                .await
+            {
                 Ok(SessionEnd::Shutdown) => break,
                 Ok(SessionEnd::Lost(reason)) => {
                     // The session had been consuming: start the next one quickly.
@@ -83,14 +95,14 @@ impl Consumer {
                     tracing::warn!(error = format!("{error:#}"), "cannot consume; will retry");
                 }
             }
-            self.consuming.send_replace(false);
+            self.set_consuming(false);
             let delay = backoff.next_delay();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 _ = stop.wait_for(|stop| *stop) => break,
             }
         }
-        self.consuming.send_replace(false);
+        self.set_consuming(false);
         tracing::info!("worker stopped");
     }
 
@@ -98,6 +110,7 @@ impl Consumer {
         self: &Arc<Self>,
         stop: &mut watch::Receiver<bool>,
         start: &mut usize,
+        connected_before: &mut bool,
     ) -> anyhow::Result<SessionEnd> {
         let config = &self.config;
         let brokers = &config.amqp_url;
@@ -107,6 +120,9 @@ impl Consumer {
         };
         // Whatever ends this session, the next one starts with another broker.
         *start = brokers.next_after(connected.index);
+        if std::mem::replace(connected_before, true) {
+            self.metrics.reconnects.inc();
+        }
         let connection = connected.connection;
         let channel = connection
             .create_channel()
@@ -131,7 +147,7 @@ impl Consumer {
             )
             .await
             .context("starting to consume")?;
-        self.consuming.send_replace(true);
+        self.set_consuming(true);
         tracing::info!(
             broker = %connected.broker,
             queue = %queue.name,
@@ -141,6 +157,16 @@ impl Consumer {
             "consuming"
         );
 
+        // Its own channel: a failed passive declare closes the channel it is made on.
+        let depth_channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        let depth = tokio::spawn(poll_queue_depth(
+            depth_channel,
+            queue.name.clone(),
+            Arc::clone(&self.metrics),
+        ));
         let batch_size = usize::from(config.batch);
         let mut in_hand = JoinSet::new();
         let end = loop {
@@ -187,7 +213,7 @@ impl Consumer {
                 break SessionEnd::Lost(reason);
             }
         };
-        self.consuming.send_replace(false);
+        self.set_consuming(false);
 
         if let SessionEnd::Shutdown = end {
             // Stop taking deliveries first; prefetched ones not yet in hand are requeued by the
@@ -210,6 +236,7 @@ impl Consumer {
                 "deliveries still in hand after the drain timeout"
             );
         }
+        depth.abort();
         if let SessionEnd::Shutdown = end {
             close(&channel, &connection).await;
         }
@@ -223,11 +250,12 @@ impl Consumer {
         redelivered = delivery.redelivered,
     ))]
     async fn handle(&self, channel: &Channel, delivery: Delivery) {
-        let Some(request) = parse_or_reject(&delivery).await else {
+        let started = Instant::now();
+        let Some(request) = self.parse_or_reject(&delivery).await else {
             return;
         };
         tracing::Span::current().record("user_id", request.user.get());
-        let body = reply_body(order_core::buy(&self.store, request.user).await);
+        let body = self.reply_body(order_core::buy(&self.store, request.user).await);
         if let Err(error) = publish_reply(channel, &request, &body).await {
             // Not acked: the broker redelivers it (to this worker after a reconnect, or to
             // another), and the one-order-per-user rule makes the retry harmless.
@@ -238,6 +266,7 @@ impl Consumer {
         if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
             tracing::warn!(%error, "acknowledging the request");
         }
+        self.metrics.record_batch(1, started.elapsed());
     }
 
     /// Answers a batch: malformed messages are rejected one by one, the requests are decided
@@ -245,9 +274,10 @@ impl Consumer {
     /// the whole batch.
     #[tracing::instrument(skip_all, fields(size = deliveries.len()))]
     async fn handle_batch(&self, channel: &Channel, deliveries: Vec<Delivery>) {
+        let started = Instant::now();
         let mut requests = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            if let Some(request) = parse_or_reject(&delivery).await {
+            if let Some(request) = self.parse_or_reject(&delivery).await {
                 requests.push((delivery, request));
             }
         }
@@ -257,9 +287,12 @@ impl Consumer {
         let last_tag = last.delivery_tag;
         let users: Vec<_> = requests.iter().map(|(_, request)| request.user).collect();
         let bodies: Vec<Vec<u8>> = match order_core::buy_batch(&self.store, &users).await {
-            Ok(answers) => answers.into_iter().map(|a| reply_body(Ok(a))).collect(),
+            Ok(answers) => answers
+                .into_iter()
+                .map(|a| self.reply_body(Ok(a)))
+                .collect(),
             Err(error) => {
-                let body = reply_body(Err(error));
+                let body = self.reply_body(Err(error));
                 vec![body; users.len()]
             }
         };
@@ -281,20 +314,63 @@ impl Consumer {
         if let Err(error) = ack {
             tracing::warn!(%error, last_tag, "acknowledging the batch");
         }
+        self.metrics.record_batch(users.len(), started.elapsed());
+    }
+
+    /// The request in `delivery`, or `None` once the delivery is rejected (dead-lettered)
+    /// because it is not one.
+    async fn parse_or_reject(&self, delivery: &Delivery) -> Option<Request> {
+        match Request::parse(&delivery.properties, &delivery.data) {
+            Ok(request) => Some(request),
+            Err(reason) => {
+                self.metrics.malformed.inc();
+                tracing::warn!(%reason, tag = delivery.delivery_tag, "rejecting a malformed message (dead-lettered)");
+                if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
+                    tracing::warn!(%error, "rejecting the message");
+                }
+                None
+            }
+        }
+    }
+
+    /// The reply to a buy: its answer, or `{"error": ...}` when the store failed. Answered
+    /// rather than requeued: a requeued request against a broken store would spin, and the
+    /// front tier turns this reply into a 5xx at once.
+    fn reply_body(&self, answer: Result<BuyResponse, order_core::StoreError>) -> Vec<u8> {
+        match answer {
+            Ok(response) => {
+                tracing::debug!(outcome = ?response.outcome, "bought");
+                self.metrics.record_answer(response.outcome);
+                serde_json::to_vec(&response)
+            }
+            Err(error) => {
+                tracing::error!(%error, "the store failed; replying with an error");
+                self.metrics.store_errors.inc();
+                serde_json::to_vec(&ErrorReply {
+                    error: error_reason(&error).into(),
+                })
+            }
+        }
+        .expect("serializing a reply cannot fail")
     }
 }
 
-/// The request in `delivery`, or `None` once the delivery is rejected (dead-lettered)
-/// because it is not one.
-async fn parse_or_reject(delivery: &Delivery) -> Option<Request> {
-    match Request::parse(&delivery.properties, &delivery.data) {
-        Ok(request) => Some(request),
-        Err(reason) => {
-            tracing::warn!(%reason, tag = delivery.delivery_tag, "rejecting a malformed message (dead-lettered)");
-            if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
-                tracing::warn!(%error, "rejecting the message");
-            }
-            None
+/// Keeps `flashsale_queue_messages_ready` current: a passive declare every second.
+async fn poll_queue_depth(channel: Channel, queue: String, metrics: Arc<Metrics>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        match channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(declared) => metrics.queue_ready.set(i64::from(declared.message_count())),
+            // The channel is going away with its session, which aborts this task.
+            Err(_) => return,
         }
     }
 }
@@ -307,25 +383,6 @@ async fn requeue(delivery: &Delivery) {
     if let Err(error) = delivery.nack(requeue).await {
         tracing::debug!(%error, "requeueing the request");
     }
-}
-
-/// The reply to a buy: its answer, or `{"error": ...}` when the store failed. Answered rather
-/// than requeued: a requeued request against a broken store would spin, and the front tier
-/// turns this reply into a 5xx at once.
-fn reply_body(answer: Result<BuyResponse, order_core::StoreError>) -> Vec<u8> {
-    match answer {
-        Ok(response) => {
-            tracing::debug!(outcome = ?response.outcome, "bought");
-            serde_json::to_vec(&response)
-        }
-        Err(error) => {
-            tracing::error!(%error, "the store failed; replying with an error");
-            serde_json::to_vec(&ErrorReply {
-                error: error_reason(&error).into(),
-            })
-        }
-    }
-    .expect("serializing a reply cannot fail")
 }
 
 fn error_reason(error: &order_core::StoreError) -> &'static str {

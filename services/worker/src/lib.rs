@@ -12,6 +12,7 @@
 pub mod config;
 mod consumer;
 mod health;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 pub use config::Config;
 
 use crate::consumer::Consumer;
+use crate::metrics::Metrics;
 
 /// A worker built from its configuration, ready to run.
 pub struct Application {
@@ -39,11 +41,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         tracing::info!(?config, "starting worker");
         config.validate()?;
+        let metrics = Arc::new(Metrics::new(&config.queue));
         let store = config
             .store
             .open()
             .await
-            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?;
+            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?
+            .with_timings(metrics.store_timings());
         let health = match config.health_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -58,6 +62,7 @@ impl Application {
                 config,
                 store,
                 consuming,
+                metrics,
             }),
             health,
         })
@@ -86,7 +91,10 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let health = self.health.map(|listener| {
             let mut stop = stop_rx.clone();
-            let router = health::router(self.consumer.consuming.subscribe());
+            let router = health::router(
+                self.consumer.consuming.subscribe(),
+                Arc::clone(&self.consumer.metrics),
+            );
             tokio::spawn(async move {
                 axum::serve(listener, router)
                     .with_graceful_shutdown(async move {

@@ -23,6 +23,16 @@ pub async fn spawn_app(stock: u64, strategy: Strategy) -> TestApp {
 }
 
 pub async fn spawn_app_with(stock: u64, strategy: Strategy, admin_token: Option<&str>) -> TestApp {
+    spawn_app_with_args(stock, strategy, admin_token, &[]).await
+}
+
+/// A backend with more options (e.g. `--max-in-flight=10`).
+pub async fn spawn_app_with_args(
+    stock: u64,
+    strategy: Strategy,
+    admin_token: Option<&str>,
+    extra: &[&str],
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("orders.db");
     let mut args = vec![
@@ -35,6 +45,7 @@ pub async fn spawn_app_with(stock: u64, strategy: Strategy, admin_token: Option<
     if let Some(token) = admin_token {
         args.push(format!("--admin-token={token}"));
     }
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     let app = Application::build(Config::parse_from(args)).await.unwrap();
     let addr = app.local_addr();
     let store = app.store().clone();
@@ -100,5 +111,54 @@ impl TestApp {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
+    }
+}
+
+/// `GET url` as Prometheus text (checked to parse).
+pub async fn scrape(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{text}"));
+    text
+}
+
+/// The value of the sample `name` with exactly these `labels`, in Prometheus text.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).ok()?;
+    scrape.samples.iter().find_map(|s| {
+        let same_labels = s.labels.len() == labels.len()
+            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+        if s.metric != name || !same_labels {
+            return None;
+        }
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        }
+    })
+}
+
+/// Scrapes until the gauge `name` reads `value`; panics after a few seconds.
+pub async fn wait_for_metric(
+    client: &reqwest::Client,
+    url: &str,
+    name: &str,
+    value: f64,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = scrape(client, url).await;
+        if sample(&text, name, &[]) == Some(value) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never reached {value}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

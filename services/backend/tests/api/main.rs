@@ -5,3 +5,5 @@ mod admin;
 mod bad_input;
 mod buy;
 mod helpers;
+mod overload;
+mod replica_loss;

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+pub use backend::test_support::Nginx;
 pub use queue_contract::test_support::*;
 
 /// A spawned service: stop it (bounded) or let the test end.
@@ -50,6 +51,8 @@ pub struct StackOptions {
     pub stock: u64,
     pub strategy: Strategy,
     pub prefetch: u16,
+    /// The worker's `--batch` (1: unbatched, with `prefetch`).
+    pub batch: u16,
     pub worker: bool,
     pub default_route: &'static str,
     pub timeout_ms: u64,
@@ -60,6 +63,13 @@ pub struct StackOptions {
     /// Put real nginx (`scripts/nginx-native.sh`) in front of two backend replicas on the
     /// stack's store, and point the front tier at it, as the native stack and compose do.
     pub via_nginx: bool,
+    /// The front tier's sold-out gate.
+    pub gate: bool,
+    pub gate_recheck_ms: u64,
+    /// The backends' `--count-insert-pause-ms`: holds every count-insert buy this long.
+    pub count_insert_pause_ms: u64,
+    /// More options for the front tier (e.g. `--max-in-flight-http=10`).
+    pub frontend_args: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -68,12 +78,17 @@ impl Default for StackOptions {
             stock: 100,
             strategy: Strategy::CountInsert,
             prefetch: 1,
+            batch: 1,
             worker: true,
             default_route: "http",
             timeout_ms: 5000,
             backend_url: None,
             amqp_url: None,
             via_nginx: false,
+            gate: false,
+            gate_recheck_ms: 1000,
+            count_insert_pause_ms: 0,
+            frontend_args: Vec::new(),
         }
     }
 }
@@ -86,6 +101,10 @@ pub struct TestStack {
     pub frontend_connection: String,
     pub worker_connection: String,
     pub worker_consuming: Option<watch::Receiver<bool>>,
+    /// The worker's health listener (`/healthz`, `/metrics`).
+    pub worker_health: Option<SocketAddr>,
+    /// The backend's own address (not through nginx).
+    pub backend_addr: SocketAddr,
     pub backend: Running<std::io::Result<()>>,
     /// The second backend replica and nginx, with `via_nginx`: held so that they run as long
     /// as the stack, and stop when it is dropped.
@@ -94,6 +113,11 @@ pub struct TestStack {
     pub worker: Option<Running<anyhow::Result<()>>>,
     pub frontend: Running<anyhow::Result<()>>,
     pub http: reqwest::Client,
+    /// The front tier's sold-out gate.
+    pub gate: frontend::gate::Gate,
+    /// How the front tier was started, so that a second one can join the same stack.
+    pub spec: FrontendSpec,
+    _exchange_guard: ExchangeGuard,
     _queue_guard: QueueGuard,
     _dir: tempfile::TempDir,
 }
@@ -106,12 +130,13 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     let queue_guard = QueueGuard(queue.clone());
     let stock = options.stock.to_string();
 
-    let backend = start_backend(store_path, &stock, options.strategy).await;
+    let pause = options.count_insert_pause_ms.to_string();
+    let backend = start_backend(store_path, &stock, options.strategy, &pause).await;
     let backend_addr = backend.local_addr();
     let store = backend.store().clone();
     let backend = Running::spawn(|stop| backend.run_until(until_signalled(stop)));
     let (replica, nginx) = if options.via_nginx {
-        let replica = start_backend(store_path, &stock, options.strategy).await;
+        let replica = start_backend(store_path, &stock, options.strategy, &pause).await;
         let nginx = Nginx::start(&[backend_addr, replica.local_addr()]).await;
         let replica = Running::spawn(|stop| replica.run_until(until_signalled(stop)));
         (Some(replica), Some(nginx))
@@ -121,16 +146,17 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
 
     let worker_connection = unique("worker");
     let mut worker_consuming = None;
+    let mut worker_health = None;
     let worker = if options.worker {
         let prefetch = options.prefetch.to_string();
-        let app = worker::Application::build(worker::Config::parse_from([
+        let batch = options.batch.to_string();
+        let broker = amqp_url();
+        let mut args = vec![
             "worker",
             "--amqp-url",
-            &amqp_url(),
+            &broker,
             "--queue",
             &queue,
-            "--prefetch",
-            &prefetch,
             "--store",
             store_path,
             "--stock",
@@ -139,47 +165,46 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
             options.strategy.as_str(),
             "--connection-name",
             &worker_connection,
-        ]))
-        .await
-        .expect("worker builds");
+            "--batch",
+            &batch,
+            "--health-listen",
+            "127.0.0.1:0",
+        ];
+        if options.batch == 1 {
+            args.extend(["--prefetch", &prefetch]);
+        }
+        let app = worker::Application::build(worker::Config::parse_from(args))
+            .await
+            .expect("worker builds");
         worker_consuming = Some(app.consuming());
+        worker_health = app.health_addr();
         Some(Running::spawn(|stop| app.run_until(until_signalled(stop))))
     } else {
         None
     };
 
-    let frontend_connection = unique("frontend");
     let backend_url = match (&options.backend_url, &nginx) {
         (Some(url), _) => url.clone(),
         (None, Some(nginx)) => nginx.url(),
         (None, None) => format!("http://{backend_addr}"),
     };
-    let frontend_amqp = options.amqp_url.clone().unwrap_or_else(amqp_url);
-    let timeout_ms = options.timeout_ms.to_string();
-    let app = frontend::Application::build(frontend::Config::parse_from([
-        "frontend",
-        "--listen",
-        "127.0.0.1:0",
-        "--backend-url",
-        &backend_url,
-        "--amqp-url",
-        &frontend_amqp,
-        "--queue",
-        &queue,
-        "--default-route",
-        options.default_route,
-        "--timeout-ms",
-        &timeout_ms,
-        "--connection-name",
-        &frontend_connection,
-        "--connect-timeout-ms",
-        "2000",
-    ]))
-    .await
-    .expect("front tier builds");
-    let addr = app.local_addr();
-    let rpc = app.rpc().clone();
-    let frontend = Running::spawn(|stop| app.run_until(until_signalled(stop)));
+    let events_exchange = unique("events");
+    let exchange_guard = ExchangeGuard(events_exchange.clone());
+    let spec = FrontendSpec {
+        backend_url,
+        amqp_url: options.amqp_url.clone().unwrap_or_else(amqp_url),
+        queue: queue.clone(),
+        events_exchange,
+        default_route: options.default_route,
+        timeout_ms: options.timeout_ms,
+        gate: options.gate,
+        gate_recheck_ms: options.gate_recheck_ms,
+        extra_args: options.frontend_args.clone(),
+    };
+    let front = start_frontend(&spec).await;
+    let (addr, rpc, gate, frontend_connection) =
+        (front.addr, front.rpc, front.gate, front.connection);
+    let frontend = front.running;
 
     let stack = TestStack {
         addr,
@@ -189,12 +214,17 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         frontend_connection,
         worker_connection,
         worker_consuming,
+        worker_health,
+        backend_addr,
         backend,
         _replica: replica,
         _nginx: nginx,
         worker,
         frontend,
         http: reqwest::Client::new(),
+        gate,
+        spec,
+        _exchange_guard: exchange_guard,
         _queue_guard: queue_guard,
         _dir: dir,
     };
@@ -211,7 +241,120 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     stack
 }
 
-async fn start_backend(store: &str, stock: &str, strategy: Strategy) -> backend::Application {
+/// How to start a front tier of a stack.
+#[derive(Clone)]
+pub struct FrontendSpec {
+    pub backend_url: String,
+    pub amqp_url: String,
+    pub queue: String,
+    pub events_exchange: String,
+    pub default_route: &'static str,
+    pub timeout_ms: u64,
+    pub gate: bool,
+    pub gate_recheck_ms: u64,
+    pub extra_args: Vec<String>,
+}
+
+/// A running front tier.
+pub struct Frontend {
+    pub addr: SocketAddr,
+    pub rpc: frontend::rpc::RpcClient,
+    pub gate: frontend::gate::Gate,
+    /// Its RabbitMQ connection name (the events link is `<name>-events`).
+    pub connection: String,
+    pub running: Running<anyhow::Result<()>>,
+}
+
+impl Frontend {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+pub async fn start_frontend(spec: &FrontendSpec) -> Frontend {
+    let connection = unique("frontend");
+    let timeout_ms = spec.timeout_ms.to_string();
+    let recheck_ms = spec.gate_recheck_ms.to_string();
+    let mut args: Vec<String> = [
+        "frontend",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend-url",
+        &spec.backend_url,
+        "--amqp-url",
+        &spec.amqp_url,
+        "--queue",
+        &spec.queue,
+        "--events-exchange",
+        &spec.events_exchange,
+        "--sold-out-gate",
+        if spec.gate { "on" } else { "off" },
+        "--gate-recheck-ms",
+        &recheck_ms,
+        "--default-route",
+        spec.default_route,
+        "--timeout-ms",
+        &timeout_ms,
+        "--connection-name",
+        &connection,
+        "--connect-timeout-ms",
+        "2000",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    args.extend(spec.extra_args.iter().cloned());
+    let app = frontend::Application::build(frontend::Config::parse_from(args))
+        .await
+        .expect("front tier builds");
+    Frontend {
+        addr: app.local_addr(),
+        rpc: app.rpc().clone(),
+        gate: app.gate().clone(),
+        connection,
+        running: Running::spawn(|stop| app.run_until(until_signalled(stop))),
+    }
+}
+
+/// Deletes a test's sale events exchange when dropped, even when the test panics.
+pub struct ExchangeGuard(pub String);
+
+impl Drop for ExchangeGuard {
+    fn drop(&mut self) {
+        let exchange = self.0.clone();
+        // A fresh runtime on a plain thread: Drop may run inside (or outside) a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let url = amqp_url();
+                let connect =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+                let Ok(Ok(connection)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
+                else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = connection.close(200, "test cleanup".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+async fn start_backend(
+    store: &str,
+    stock: &str,
+    strategy: Strategy,
+    count_insert_pause_ms: &str,
+) -> backend::Application {
     backend::Application::build(backend::Config::parse_from([
         "backend",
         "--listen",
@@ -224,81 +367,11 @@ async fn start_backend(store: &str, stock: &str, strategy: Strategy) -> backend:
         stock,
         "--strategy",
         strategy.as_str(),
+        "--count-insert-pause-ms",
+        count_insert_pause_ms,
     ]))
     .await
     .expect("backend builds")
-}
-
-/// Real nginx with this repository's config, on a free port, in front of `backends`;
-/// stopped when dropped.
-pub struct Nginx {
-    pub addr: SocketAddr,
-    process: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start(backends: &[SocketAddr]) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nginx-native.sh");
-        let dir = tempfile::tempdir().unwrap();
-        // A port the OS just handed out and released: free unless another process takes it
-        // in the instant before nginx binds it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let process = std::process::Command::new("bash")
-            .arg(script)
-            .arg("--listen")
-            .arg(port.to_string())
-            .arg("--dir")
-            .arg(dir.path())
-            .args(backends.iter().map(ToString::to_string))
-            .spawn()
-            .expect(
-                "scripts/nginx-native.sh starts (is nginx installed? bash .ci/run installs it)",
-            );
-        let nginx = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            process,
-            _dir: dir,
-        };
-        let health = format!("{}/healthz", nginx.url());
-        let client = reqwest::Client::new();
-        eventually("nginx answers /healthz from a backend", || async {
-            client
-                .get(&health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        nginx
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master (the script exec'd into it) then stops its
-        // workers, which would otherwise outlive it holding the port.
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.process.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.process.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 impl TestStack {
@@ -341,4 +414,33 @@ impl TestStack {
             .unwrap_or_else(|_| panic!("front tier RPC link connected={value} in time"))
             .unwrap();
     }
+}
+
+/// The value of the sample `name` with exactly these `labels` in the front tier's
+/// `/metrics`, which must parse as Prometheus text.
+pub async fn metric(stack: &TestStack, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let text = stack
+        .http
+        .get(stack.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{text}"));
+    scrape.samples.iter().find_map(|s| {
+        let same_labels = s.labels.len() == labels.len()
+            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+        if s.metric != name || !same_labels {
+            return None;
+        }
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        }
+    })
 }

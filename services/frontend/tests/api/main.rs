@@ -5,8 +5,11 @@
 mod admission;
 mod cluster;
 mod concurrency;
+mod dashboard;
 mod failures;
+mod gate;
 mod helpers;
+mod overload;
 mod routes;
 mod scaled;
 mod workers;

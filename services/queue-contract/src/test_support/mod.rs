@@ -81,7 +81,9 @@ pub async fn close_connections_named(name: &str) -> usize {
     assert!(output.status.success(), "{output:?}");
     let listing = String::from_utf8_lossy(&output.stdout);
     let mut closed = 0;
-    for line in listing.lines().filter(|line| line.contains(name)) {
+    // Exactly this name (`"NAME"` in the client properties), not a longer one.
+    let quoted = format!("\"{name}\"");
+    for line in listing.lines().filter(|line| line.contains(&quoted)) {
         let pid = line.split('\t').next().unwrap();
         let status = tokio::process::Command::new(rabbitmqctl())
             .args(["close_connection", pid, "closed by a test", "-q"])

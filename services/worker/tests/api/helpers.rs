@@ -25,6 +25,10 @@ pub struct TestWorker {
 
 pub struct WorkerOptions {
     pub prefetch: u16,
+    /// `--batch` (1: unbatched, with `prefetch`).
+    pub batch: u16,
+    /// The store file; `None`: a fresh one in the worker's temporary directory.
+    pub store: Option<std::path::PathBuf>,
     pub stock: u64,
     pub strategy: Strategy,
     pub amqp_url: String,
@@ -36,6 +40,8 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
             prefetch: 1,
+            batch: 1,
+            store: None,
             stock: 100,
             strategy: Strategy::CountInsert,
             amqp_url: amqp_url(),
@@ -49,16 +55,20 @@ pub async fn spawn_worker(queue: &str, options: WorkerOptions) -> TestWorker {
     let dir = tempfile::tempdir().unwrap();
     let connection_name = unique("worker");
     let prefetch = options.prefetch.to_string();
+    let batch = options.batch.to_string();
     let stock = options.stock.to_string();
-    let store = dir.path().join("store.db");
+    let store = options
+        .store
+        .clone()
+        .unwrap_or_else(|| dir.path().join("store.db"));
     let mut args = vec![
         "worker",
         "--amqp-url",
         &options.amqp_url,
         "--queue",
         queue,
-        "--prefetch",
-        &prefetch,
+        "--batch",
+        &batch,
         "--store",
         store.to_str().unwrap(),
         "--stock",
@@ -70,6 +80,9 @@ pub async fn spawn_worker(queue: &str, options: WorkerOptions) -> TestWorker {
         "--connect-timeout-ms",
         "2000",
     ];
+    if options.batch == 1 {
+        args.extend(["--prefetch", &prefetch]);
+    }
     if options.health {
         args.extend(["--health-listen", "127.0.0.1:0"]);
     }
