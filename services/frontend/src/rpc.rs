@@ -83,6 +83,10 @@ impl RpcError {
         match self {
             Self::Unavailable => Some("no_link"),
             Self::Publish(_) => Some("publish_failed"),
+            Self::QueueFull => Some("queue_full"),
+            Self::Refused => Some("refused"),
+            Self::Unroutable => Some("unroutable"),
+            Self::NotConfirmed(_) => Some("not_confirmed"),
             _ => None,
         }
     }
@@ -92,12 +96,14 @@ impl From<RpcError> for ApiError {
     fn from(error: RpcError) -> Self {
         let reason = error.to_string();
         match error {
-            RpcError::Unavailable
-            | RpcError::Publish(_)
-            | RpcError::QueueFull
-            | RpcError::Refused
-            | RpcError::Unroutable
-            | RpcError::NotConfirmed(_) => ApiError::Unavailable(reason),
+            RpcError::Unavailable | RpcError::Publish(_) | RpcError::Unroutable => {
+                ApiError::Unavailable(reason)
+            }
+            // The queue (or the cluster behind it) cannot take more right now: worth
+            // another try in a moment.
+            RpcError::QueueFull | RpcError::Refused | RpcError::NotConfirmed(_) => {
+                ApiError::Refused(reason)
+            }
             RpcError::Timeout(_) => ApiError::Timeout(reason),
             RpcError::LinkLost | RpcError::Worker(_) | RpcError::BadReply => {
                 ApiError::UpstreamFailed(reason)
@@ -556,6 +562,26 @@ mod tests {
             check_confirmation(Confirmation::Nack(None), &quorum),
             Err(RpcError::Refused)
         ));
+    }
+
+    #[test]
+    fn every_refusal_of_a_publish_is_counted_by_its_reason() {
+        let reasons = [
+            RpcError::QueueFull,
+            RpcError::Refused,
+            RpcError::Unroutable,
+            RpcError::NotConfirmed(Duration::from_secs(2)),
+        ]
+        .map(|error| error.rejection_reason());
+        assert_eq!(
+            reasons,
+            [
+                Some("queue_full"),
+                Some("refused"),
+                Some("unroutable"),
+                Some("not_confirmed")
+            ]
+        );
     }
 
     #[test]

@@ -27,11 +27,20 @@ async fn with_a_full_request_queue_the_next_mq_buy_is_a_503_at_once_and_nothing_
         .await;
 
         let started = Instant::now();
-        let (status, body) = stack.get("/mq/buy?user=6").await;
+        let answer = stack
+            .http
+            .get(stack.url("/mq/buy?user=6"))
+            .send()
+            .await
+            .unwrap();
         let elapsed = started.elapsed();
+        let status = answer.status();
+        let retry_after = answer.headers().get("retry-after").cloned();
+        let body: serde_json::Value = answer.json().await.unwrap();
 
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"], "the request queue is full");
+        assert_eq!(retry_after.unwrap(), "1");
         assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
         assert_eq!(
             stack.frontend.rpc.pending(),
