@@ -71,6 +71,13 @@ pub struct Config {
     #[arg(long, env = "FLASHSALE_QUEUE_MAX_LENGTH", default_value_t = 0)]
     pub queue_max_length: u32,
 
+    /// With publisher confirms (a quorum queue, or a maximum length): longest wait for the
+    /// broker to confirm a request before the buy is answered 503 at once. Never longer
+    /// than `--timeout-ms`.
+    #[arg(long, env = "FLASHSALE_CONFIRM_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub confirm_timeout_ms: u64,
+
     /// The route of `GET /buy`.
     #[arg(long, env = "FLASHSALE_DEFAULT_ROUTE", value_enum, default_value_t = Route::Http)]
     pub default_route: Route,
@@ -133,6 +140,11 @@ impl Config {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
+    /// The confirm timeout, capped at the buy timeout.
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms.min(self.timeout_ms))
+    }
+
     pub fn request_queue(&self) -> RequestQueue {
         RequestQueue {
             name: self.queue.clone(),
@@ -156,6 +168,7 @@ impl fmt::Debug for Config {
             .field("amqp_url", &self.amqp_url)
             .field("queue", &self.queue)
             .field("queue_type", &self.queue_type)
+            .field("confirm_timeout_ms", &self.confirm_timeout_ms)
             .field("queue_max_length", &self.queue_max_length)
             .field("default_route", &self.default_route)
             .field("max_in_flight_http", &self.max_in_flight_http)
@@ -191,6 +204,15 @@ mod tests {
         let config = Config::try_parse_from(["frontend", "--default-route", "mq"]).unwrap();
         assert_eq!(config.default_route, Route::Mq);
         assert!(Config::try_parse_from(["frontend", "--default-route", "amqp"]).is_err());
+    }
+
+    #[test]
+    fn the_confirm_timeout_is_never_longer_than_the_buy_timeout() {
+        let config = Config::try_parse_from(["frontend"]).unwrap();
+        assert_eq!(config.confirm_timeout(), Duration::from_millis(2000));
+        let config = Config::try_parse_from(["frontend", "--timeout-ms", "500"]).unwrap();
+        assert_eq!(config.confirm_timeout(), Duration::from_millis(500));
+        assert!(Config::try_parse_from(["frontend", "--confirm-timeout-ms", "0"]).is_err());
     }
 
     #[test]

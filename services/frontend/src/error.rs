@@ -24,6 +24,10 @@ pub enum ApiError {
     /// `Retry-After`, instead of queueing the buyer behind them.
     #[error("too many buys in flight on the {route} route (limit {limit}); retry later")]
     Overloaded { route: &'static str, limit: u32 },
+    /// The request queue refused the buy at once (full, or the cluster could not take it):
+    /// 503 with `Retry-After`, as an admission refusal.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ApiError {
@@ -31,7 +35,9 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded { .. } | Self::Refused(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -40,7 +46,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.to_string() }));
-        if let Self::Overloaded { .. } = self {
+        if let Self::Overloaded { .. } | Self::Refused(_) = self {
             return (self.status(), [(header::RETRY_AFTER, "1")], body).into_response();
         }
         (self.status(), body).into_response()

@@ -53,6 +53,7 @@ impl Application {
         let rpc = RpcClient::new(RpcSettings {
             brokers: config.amqp_url.clone(),
             queue: config.request_queue(),
+            confirm_timeout: config.confirm_timeout(),
             connection_name: config.connection_name.clone(),
             connect_timeout: config.connect_timeout(),
             timeout: config.timeout(),

@@ -44,7 +44,7 @@ fn outcome_index(result: Result<Outcome, &ApiError>) -> usize {
         Ok(Outcome::SoldOut) => 1,
         Ok(Outcome::AlreadyOrdered) => 2,
         Err(ApiError::BadRequest(_)) => 3,
-        Err(ApiError::Overloaded { .. }) => 4,
+        Err(ApiError::Overloaded { .. } | ApiError::Refused(_)) => 4,
         Err(ApiError::Unavailable(_)) => 5,
         Err(ApiError::UpstreamFailed(_)) => 6,
         Err(ApiError::Timeout(_)) => 7,

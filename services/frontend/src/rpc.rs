@@ -16,6 +16,21 @@
 //!   connection, so no reply can reach them);
 //! - a request message carries a TTL equal to the timeout, so a worker never serves a request
 //!   whose client has already been answered 504.
+//!
+//! Publisher confirms: with a quorum queue or a bounded queue
+//! ([`RequestQueue::needs_confirms`]) the channel is in confirm mode and a request counts as
+//! in flight only once the broker has confirmed it (a quorum queue confirms once a majority
+//! of its nodes holds the message). A nack (the queue is full: `reject-publish`; or the
+//! cluster could not take it), a return (`mandatory`: no queue to route to) or no confirm
+//! within `--confirm-timeout-ms` answers 503 at once, and the request leaves the pending map.
+//! Without confirms (the original experiment) a publish is fire-and-forget, the fastest path.
+//!
+//! Requests publish on a channel of their own, apart from the reply consumer's, so that it
+//! can be replaced alone: RabbitMQ 3.10 can leave a channel that first published to a quorum
+//! queue while the queue was electing a new leader refusing every later publish to it,
+//! although the queue is healthy again (seen when the leader's node is killed). So after a
+//! nack or a missing confirm from a quorum queue the publishing channel is reopened (at most
+//! once per [`REOPEN_INTERVAL`]); requests in flight keep the old one until they finish.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,16 +38,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use order_core::{BuyResponse, UserId};
 use queue_contract::connection::{Backoff, Brokers};
 use queue_contract::message::{BuyRequest, ErrorReply};
-use queue_contract::topology::{self, RequestQueue};
+use queue_contract::topology::{self, QueueType, RequestQueue};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ApiError;
+
+/// Least time between two reopenings of the publishing channel.
+const REOPEN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why an RPC did not produce a buy response.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +59,14 @@ pub enum RpcError {
     Unavailable,
     #[error("publishing the request failed")]
     Publish(#[source] lapin::Error),
+    #[error("the request queue is full")]
+    QueueFull,
+    #[error("the broker refused the request")]
+    Refused,
+    #[error("the request queue does not exist")]
+    Unroutable,
+    #[error("the broker did not confirm the request")]
+    NotConfirmed(Duration),
     #[error("the broker connection was lost before the reply came")]
     LinkLost,
     #[error("no reply from a worker within {0:?}")]
@@ -57,6 +83,10 @@ impl RpcError {
         match self {
             Self::Unavailable => Some("no_link"),
             Self::Publish(_) => Some("publish_failed"),
+            Self::QueueFull => Some("queue_full"),
+            Self::Refused => Some("refused"),
+            Self::Unroutable => Some("unroutable"),
+            Self::NotConfirmed(_) => Some("not_confirmed"),
             _ => None,
         }
     }
@@ -66,7 +96,14 @@ impl From<RpcError> for ApiError {
     fn from(error: RpcError) -> Self {
         let reason = error.to_string();
         match error {
-            RpcError::Unavailable | RpcError::Publish(_) => ApiError::Unavailable(reason),
+            RpcError::Unavailable | RpcError::Publish(_) | RpcError::Unroutable => {
+                ApiError::Unavailable(reason)
+            }
+            // The queue (or the cluster behind it) cannot take more right now: worth
+            // another try in a moment.
+            RpcError::QueueFull | RpcError::Refused | RpcError::NotConfirmed(_) => {
+                ApiError::Refused(reason)
+            }
             RpcError::Timeout(_) => ApiError::Timeout(reason),
             RpcError::LinkLost | RpcError::Worker(_) | RpcError::BadReply => {
                 ApiError::UpstreamFailed(reason)
@@ -83,6 +120,9 @@ pub struct RpcSettings {
     pub connection_name: String,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// With confirms: longest wait for the broker's confirm of a request before answering
+    /// 503 (capped at `timeout`).
+    pub confirm_timeout: Duration,
 }
 
 /// What a reply delivers to its waiting request.
@@ -93,6 +133,8 @@ type Reply = Result<Vec<u8>, RpcError>;
 struct Link {
     channel: Channel,
     reply_to: ShortString,
+    /// The channel is in confirm mode.
+    confirms: bool,
 }
 
 struct Inner {
@@ -100,6 +142,8 @@ struct Inner {
     link: RwLock<Option<Link>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     connected: watch::Sender<bool>,
+    /// Asks the connection task for a fresh publishing channel.
+    reopen: tokio::sync::Notify,
 }
 
 /// A cheap handle on the process's RPC client.
@@ -118,6 +162,7 @@ impl RpcClient {
                 link: RwLock::new(None),
                 pending: Mutex::new(HashMap::new()),
                 connected,
+                reopen: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -159,18 +204,28 @@ impl RpcClient {
             .with_expiration(timeout.as_millis().to_string().into());
 
         let exchange = async {
-            link.channel
+            let confirm = link
+                .channel
                 .basic_publish(
                     "".into(),
                     self.inner.settings.queue.name.as_str().into(),
-                    BasicPublishOptions::default(),
+                    // Mandatory only with confirms: the return then comes with the confirm.
+                    // (Without confirms lapin would keep returned messages nobody reads.)
+                    BasicPublishOptions {
+                        mandatory: link.confirms,
+                        ..Default::default()
+                    },
                     &body,
                     properties,
                 )
                 .await
-                .map_err(RpcError::Publish)?
-                .await
                 .map_err(RpcError::Publish)?;
+            if link.confirms {
+                self.confirmed(confirm).await?;
+            } else {
+                // Not requested: resolves at once.
+                confirm.await.map_err(RpcError::Publish)?;
+            }
             // The sender lives in the map until a reply, the link's loss, or our entry's drop.
             reply.await.unwrap_or(Err(RpcError::LinkLost))
         };
@@ -178,6 +233,31 @@ impl RpcClient {
         drop(entry);
         let body = outcome.map_err(|_| RpcError::Timeout(timeout))??;
         parse_reply(&body)
+    }
+
+    /// Waits (bounded) for the broker's confirm of one publish.
+    async fn confirmed(&self, confirm: lapin::PublisherConfirm) -> Result<(), RpcError> {
+        let settings = &self.inner.settings;
+        let bound = settings.confirm_timeout.min(settings.timeout);
+        // Awaited in a task of its own, which outlives a timeout or a client that went away:
+        // lapin keeps a confirm dropped unresolved until the channel closes, so dropping one
+        // per timed-out request would pile them up.
+        let confirmation = tokio::spawn(confirm);
+        let outcome = match tokio::time::timeout(bound, confirmation).await {
+            Err(_) => Err(RpcError::NotConfirmed(bound)),
+            // The task cannot panic; treat a failure to join as a lost link.
+            Ok(Err(_)) => Err(RpcError::LinkLost),
+            Ok(Ok(Err(error))) => Err(RpcError::Publish(error)),
+            Ok(Ok(Ok(confirmation))) => check_confirmation(confirmation, &settings.queue),
+        };
+        let suspect = matches!(
+            outcome,
+            Err(RpcError::QueueFull | RpcError::Refused | RpcError::NotConfirmed(_))
+        );
+        if suspect && settings.queue.queue_type == QueueType::Quorum {
+            self.inner.reopen.notify_one();
+        }
+        outcome
     }
 
     /// Keeps the link up until `stop` turns true, then closes the connection.
@@ -227,6 +307,8 @@ impl RpcClient {
             .create_channel()
             .await
             .context("opening a channel")?;
+        let confirms = settings.queue.needs_confirms();
+        let publisher = open_publisher(&connection, confirms).await?;
         topology::declare_request_queue(&channel, &settings.queue)
             .await
             .with_context(|| format!("declaring queue {:?}", settings.queue.name))?;
@@ -234,27 +316,58 @@ impl RpcClient {
             .await
             .context("declaring and consuming the reply queue")?;
 
-        *self.inner.link.write().unwrap() = Some(Link {
-            channel: channel.clone(),
+        // The session keeps no handle on a publishing channel: an abandoned one closes once
+        // the requests still using it are done.
+        let link = |channel| Link {
+            channel,
             reply_to: reply_queue.name().clone(),
-        });
+            confirms,
+        };
+        *self.inner.link.write().unwrap() = Some(link(publisher));
         self.inner.connected.send_replace(true);
         tracing::info!(
             broker = %connected.broker,
             queue = %settings.queue.name,
             reply_queue = %reply_queue.name(),
+            confirms,
             "RPC link up"
         );
 
+        // A reopening asked for is done at once, or when REOPEN_INTERVAL has passed since
+        // the last one.
+        let mut reopened = tokio::time::Instant::now();
+        let mut wanted = false;
         let end = loop {
-            tokio::select! {
+            let reopen = tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => break Session::Stopped,
+                () = self.inner.reopen.notified(), if !wanted => {
+                    wanted = true;
+                    false
+                }
+                () = tokio::time::sleep_until(reopened + REOPEN_INTERVAL), if wanted => true,
                 next = replies.next() => match next {
-                    Some(Ok(delivery)) => self.dispatch(delivery),
+                    Some(Ok(delivery)) => {
+                        self.dispatch(delivery);
+                        false
+                    }
                     // An error is always followed by the end of the stream.
                     Some(Err(error)) => break Session::Lost(error.to_string()),
                     None => break Session::Lost("the reply consumer was cancelled".into()),
                 },
+            };
+            if reopen {
+                wanted = false;
+                reopened = tokio::time::Instant::now();
+                match open_publisher(&connection, confirms).await {
+                    Ok(publisher) => {
+                        tracing::warn!(
+                            "the request queue refused or did not confirm a publish; \
+                             reopened the publishing channel"
+                        );
+                        *self.inner.link.write().unwrap() = Some(link(publisher));
+                    }
+                    Err(error) => break Session::Lost(format!("{error:#}")),
+                }
             }
         };
 
@@ -344,6 +457,20 @@ impl Drop for PendingEntry<'_> {
     }
 }
 
+/// What the broker's answer to a confirmed publish means for the request.
+fn check_confirmation(confirmation: Confirmation, queue: &RequestQueue) -> Result<(), RpcError> {
+    match confirmation {
+        // Returned (mandatory, nothing to route to), then acked: not in any queue.
+        Confirmation::Ack(Some(_)) => Err(RpcError::Unroutable),
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        // With `x-max-length` and `reject-publish`, a full queue is what nacks; otherwise
+        // the queue could not take the message (e.g. a quorum queue without its majority).
+        Confirmation::Nack(Some(_)) => Err(RpcError::Unroutable),
+        Confirmation::Nack(None) if queue.max_length.is_some() => Err(RpcError::QueueFull),
+        Confirmation::Nack(None) => Err(RpcError::Refused),
+    }
+}
+
 fn parse_reply(body: &[u8]) -> Result<BuyResponse, RpcError> {
     if let Ok(response) = serde_json::from_slice::<BuyResponse>(body) {
         return Ok(response);
@@ -355,6 +482,21 @@ fn parse_reply(body: &[u8]) -> Result<BuyResponse, RpcError> {
             Err(RpcError::BadReply)
         }
     }
+}
+
+/// A channel for publishing requests, in confirm mode if `confirms`.
+async fn open_publisher(connection: &Connection, confirms: bool) -> anyhow::Result<Channel> {
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening the publishing channel")?;
+    if confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+    }
+    Ok(channel)
 }
 
 async fn close(channel: &Channel, connection: &Connection) {
@@ -374,6 +516,7 @@ mod tests {
             connection_name: "test".into(),
             connect_timeout: Duration::from_millis(100),
             timeout: Duration::from_millis(100),
+            confirm_timeout: Duration::from_millis(100),
         })
     }
 
@@ -396,6 +539,67 @@ mod tests {
         assert_eq!(rpc.pending(), 1);
         drop(entry);
         assert_eq!(rpc.pending(), 0);
+    }
+
+    #[test]
+    fn a_nack_is_a_full_queue_when_the_queue_is_bounded_and_a_refusal_otherwise() {
+        let bounded = RequestQueue {
+            max_length: Some(5),
+            ..RequestQueue::classic("q")
+        };
+        let quorum = RequestQueue {
+            queue_type: queue_contract::topology::QueueType::Quorum,
+            ..RequestQueue::classic("q")
+        };
+
+        assert!(check_confirmation(Confirmation::Ack(None), &bounded).is_ok());
+        assert!(check_confirmation(Confirmation::NotRequested, &quorum).is_ok());
+        assert!(matches!(
+            check_confirmation(Confirmation::Nack(None), &bounded),
+            Err(RpcError::QueueFull)
+        ));
+        assert!(matches!(
+            check_confirmation(Confirmation::Nack(None), &quorum),
+            Err(RpcError::Refused)
+        ));
+    }
+
+    #[test]
+    fn every_refusal_of_a_publish_is_counted_by_its_reason() {
+        let reasons = [
+            RpcError::QueueFull,
+            RpcError::Refused,
+            RpcError::Unroutable,
+            RpcError::NotConfirmed(Duration::from_secs(2)),
+        ]
+        .map(|error| error.rejection_reason());
+        assert_eq!(
+            reasons,
+            [
+                Some("queue_full"),
+                Some("refused"),
+                Some("unroutable"),
+                Some("not_confirmed")
+            ]
+        );
+    }
+
+    #[test]
+    fn every_refusal_of_a_publish_is_a_503_that_says_why() {
+        let cases = [
+            (RpcError::QueueFull, "the request queue is full"),
+            (RpcError::Refused, "the broker refused the request"),
+            (RpcError::Unroutable, "the request queue does not exist"),
+            (
+                RpcError::NotConfirmed(Duration::from_secs(2)),
+                "the broker did not confirm the request",
+            ),
+        ];
+        for (error, reason) in cases {
+            let error = ApiError::from(error);
+            assert_eq!(error.status(), 503);
+            assert_eq!(error.to_string(), reason);
+        }
     }
 
     #[test]

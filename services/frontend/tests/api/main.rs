@@ -2,6 +2,8 @@
 //! the real RabbitMQ on 127.0.0.1:5672 (override with FLASHSALE_TEST_AMQP_URL), a fresh
 //! store and unique queue names per test.
 
+mod admission;
+mod cluster;
 mod concurrency;
 mod dashboard;
 mod failures;
@@ -9,3 +11,5 @@ mod gate;
 mod helpers;
 mod overload;
 mod routes;
+mod scaled;
+mod workers;

@@ -1,6 +1,11 @@
 //! Broker plumbing for the integration tests of the worker and the front tier (feature
 //! `test-support`, enabled only by their dev-dependencies): unique names, a cleanup guard for a
 //! test's queues, polling with a deadline, and closing one test's connections from the broker.
+//! [`cluster`]: a real multi-node RabbitMQ cluster for one test, torn down when dropped.
+
+pub mod cluster;
+
+pub use cluster::TestCluster;
 
 use std::time::Duration;
 
