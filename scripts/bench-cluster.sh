@@ -29,11 +29,12 @@
 set -euo pipefail
 
 usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
-say() { echo "bench-cluster: $*"; }
-die() { echo "bench-cluster: error: $*" >&2; exit 1; }
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bench_name=bench-cluster
+# shellcheck source=scripts/lib/bench-common.sh
+source scripts/lib/bench-common.sh
+
 out=results/cluster build=1 quick=0
 while (($#)); do
     case "$1" in
@@ -46,56 +47,15 @@ while (($#)); do
 done
 command -v python3 >/dev/null || die "python3 is needed to read the reports"
 
-# The stack's settings must come from this script only: exported, they would also become
-# one-value dimensions of the matrix (the load tester reads the same variables).
-unset FLASHSALE_BATCH FLASHSALE_WORKERS FLASHSALE_QUEUE_TYPE FLASHSALE_SOLD_OUT_GATE \
-    FLASHSALE_PREFETCH FLASHSALE_QUEUE_MAX_LENGTH FLASHSALE_GATE
-export FLASHSALE_ADMIN_TOKEN="${FLASHSALE_ADMIN_TOKEN:-change-me-local-only}"
-loadtest="${LOADTEST:-$root/target/release/loadtest}"
-target=http://127.0.0.1:5000
-
 if ((quick)); then
     concurrency=100 repetitions=5 failover_s=20 kill_at_s=7 writes_s=5
 else
     concurrency=100,300,500 repetitions=10 failover_s=30 kill_at_s=10 writes_s=10
 fi
 
-if ((build)); then
-    say "building release binaries (first time: a few minutes)"
-    cargo build --release --locked -p backend -p worker -p frontend -p loadtest
-fi
+if ((build)); then build_release; fi
 [[ -x "$loadtest" ]] || die "$loadtest not found"
-mkdir -p "$out" .stack
-
-stack_pid=""
-stack_log=.stack/bench-cluster-stack.out
-stop_stack() {
-    if [[ -n "$stack_pid" ]] && kill -0 "$stack_pid" 2>/dev/null; then
-        say "stopping the stack"
-        kill -TERM "$stack_pid" 2>/dev/null || true
-        wait "$stack_pid" 2>/dev/null || true
-    fi
-    stack_pid=""
-}
-trap stop_stack EXIT
-trap 'exit 130' INT TERM
-
-# start_stack ARGS...: scripts/stack.sh in the background; returns once it is ready.
-start_stack() {
-    say "starting the stack: scripts/stack.sh --no-build $* (log: $stack_log)"
-    scripts/stack.sh --no-build "$@" >"$stack_log" 2>&1 &
-    stack_pid=$!
-    local deadline=$((SECONDS + 240))
-    until grep -q '^stack: ready' "$stack_log"; do
-        if ! kill -0 "$stack_pid" 2>/dev/null; then
-            tail -n 20 "$stack_log" >&2
-            die "the stack did not start (see $stack_log and .stack/logs/)"
-        fi
-        ((SECONDS < deadline)) || die "the stack was not ready within 4 minutes"
-        sleep 0.5
-    done
-    grep '^stack: ready' "$stack_log"
-}
+mkdir -p "$out"
 
 matrix() {
     "$loadtest" matrix "$target" --out "$out" --routes mq --stock 100 \
@@ -110,7 +70,7 @@ start_stack
 say "(a) matrix on one node, classic queue"
 matrix --label one-node-classic --strategies count-insert,conditional
 say "(c) 1, 2 and 4 workers, conditional"
-reconfigure="$root/scripts/stack.sh --reconfigure"
+reconfigure="$PWD/scripts/stack.sh --reconfigure"
 matrix --label workers-contended --strategies conditional --workers 1,2,4 \
     --reconfigure "$reconfigure"
 "$loadtest" matrix "$target" --out "$out" --routes mq --stock 1000000 --concurrency 100 \
@@ -172,11 +132,9 @@ demote() { sed 's/^# /### /' "$1"; }
 {
     echo "# Beyond one broker node: one node vs a three-node cluster, failover, competing workers"
     echo
-    echo "Run of \`scripts/bench-cluster.sh$( ((quick)) && echo " --quick")\` started $started_at on $(nproc) cores," \
-        "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release), RabbitMQ" \
-        "$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?');" \
-        "load average at start: $load_at_start. The load generator, the services and the" \
-        "RabbitMQ nodes share the machine."
+    echo "Run of \`scripts/bench-cluster.sh$( ((quick)) && echo " --quick")\` started $started_at on" \
+        "$(machine_line); load average at start: $load_at_start. The load generator, the" \
+        "services and the RabbitMQ nodes share the machine."
     echo
     echo "## (a) The queue route: one node (classic queue) vs three nodes (quorum queue)"
     echo
