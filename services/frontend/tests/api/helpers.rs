@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub use backend::test_support::Nginx;
+use order_core::metrics::test_support::sample;
 pub use queue_contract::test_support::*;
 
 /// A spawned service: stop it (bounded) or let the test end.
@@ -428,19 +429,5 @@ pub async fn metric(stack: &TestStack, name: &str, labels: &[(&str, &str)]) -> O
         .text()
         .await
         .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{text}"));
-    scrape.samples.iter().find_map(|s| {
-        let same_labels = s.labels.len() == labels.len()
-            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
-        if s.metric != name || !same_labels {
-            return None;
-        }
-        match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        }
-    })
+    sample(&text, name, labels)
 }
