@@ -118,8 +118,7 @@ pub struct TestStack {
     pub gate: frontend::gate::Gate,
     /// How the front tier was started, so that a second one can join the same stack.
     pub spec: FrontendSpec,
-    _exchange_guard: ExchangeGuard,
-    _queue_guard: QueueGuard,
+    _broker_guard: BrokerGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -128,7 +127,8 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
     let store_path = dir.path().join("store.db");
     let store_path = store_path.to_str().unwrap();
     let queue = unique("frontend");
-    let queue_guard = QueueGuard(queue.clone());
+    let events_exchange = unique("events");
+    let broker_guard = BrokerGuard::request_queue(&queue).exchange(&events_exchange);
     let stock = options.stock.to_string();
 
     let pause = options.count_insert_pause_ms.to_string();
@@ -189,8 +189,6 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         (None, Some(nginx)) => nginx.url(),
         (None, None) => format!("http://{backend_addr}"),
     };
-    let events_exchange = unique("events");
-    let exchange_guard = ExchangeGuard(events_exchange.clone());
     let spec = FrontendSpec {
         backend_url,
         amqp_url: options.amqp_url.clone().unwrap_or_else(amqp_url),
@@ -225,8 +223,7 @@ pub async fn spawn_stack(options: StackOptions) -> TestStack {
         http: reqwest::Client::new(),
         gate,
         spec,
-        _exchange_guard: exchange_guard,
-        _queue_guard: queue_guard,
+        _broker_guard: broker_guard,
         _dir: dir,
     };
     if options.amqp_url.is_none() {
@@ -314,39 +311,6 @@ pub async fn start_frontend(spec: &FrontendSpec) -> Frontend {
         gate: app.gate().clone(),
         connection,
         running: Running::spawn(|stop| app.run_until(until_signalled(stop))),
-    }
-}
-
-/// Deletes a test's sale events exchange when dropped, even when the test panics.
-pub struct ExchangeGuard(pub String);
-
-impl Drop for ExchangeGuard {
-    fn drop(&mut self) {
-        let exchange = self.0.clone();
-        // A fresh runtime on a plain thread: Drop may run inside (or outside) a runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let url = amqp_url();
-                let connect =
-                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
-                let Ok(Ok(connection)) =
-                    tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
-                else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    let _ = channel
-                        .exchange_delete(exchange.as_str().into(), Default::default())
-                        .await;
-                }
-                let _ = connection.close(200, "test cleanup".into()).await;
-            });
-        })
-        .join();
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{ADMIN_TOKEN, DEADLINE, QueueGuard, amqp_url, unique};
+use crate::helpers::{ADMIN_TOKEN, BrokerGuard, DEADLINE, amqp_url, unique};
 
 #[derive(Clone)]
 pub struct ScaledOptions {
@@ -116,7 +116,7 @@ pub struct ScaledStack {
     pub workers: Vec<TestWorker>,
     pub http: reqwest::Client,
     backend: Service<std::io::Result<()>>,
-    _queue_guard: Option<QueueGuard>,
+    _queue_guard: Option<BrokerGuard>,
     _dir: tempfile::TempDir,
 }
 
@@ -129,7 +129,7 @@ pub async fn spawn_scaled(options: ScaledOptions) -> ScaledStack {
     let queue_guard = options
         .amqp_url
         .is_none()
-        .then(|| QueueGuard(queue.clone()));
+        .then(|| BrokerGuard::request_queue(&queue));
     let backend = backend::Application::build(backend::Config::parse_from([
         "backend",
         "--listen",

@@ -20,7 +20,7 @@ fn decode(body: &[u8]) -> BuyResponse {
 async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_dead_letters_the_bad_one()
  {
     let queue = unique("batch");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let client = RpcClient::connect(&queue).await;
     // Everything waits in the queue before the worker starts, so it arrives as one burst.
     let buy = |user: u64| serde_json::to_vec(&serde_json::json!({ "user_id": user })).unwrap();
@@ -116,7 +116,7 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
 async fn a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing() {
     const BUYERS: u64 = 10_000;
     let queue = unique("crash");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store.db");
     let client = RpcClient::connect(&queue).await;
