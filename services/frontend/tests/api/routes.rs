@@ -82,7 +82,7 @@ async fn without_a_user_the_front_tier_numbers_buyers_from_a_counter_across_rout
 async fn buy_takes_the_configured_default_route() {
     // No worker: the MQ route can only time out, so a 504 proves which route `/buy` took.
     let stack = spawn_stack(StackOptions {
-        worker: false,
+        workers: 0,
         default_route: "mq",
         timeout_ms: 300,
         ..Default::default()

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use order_core::Strategy;
 
-use crate::scaled::*;
+use crate::helpers::*;
 
 /// Long enough that two buyers sent together are both between their count and their
 /// insert at once, on a loaded machine too.
@@ -14,12 +14,12 @@ const PAUSE_MS: u64 = 300;
 
 #[tokio::test]
 async fn one_count_insert_worker_with_prefetch_1_sells_the_last_unit_once() {
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: 1,
         strategy: Strategy::CountInsert,
         workers: 1,
         prefetch: 1,
-        count_insert_pause_ms: PAUSE_MS,
+        worker_count_insert_pause_ms: PAUSE_MS,
         ..Default::default()
     })
     .await;
@@ -36,12 +36,12 @@ async fn one_count_insert_worker_with_prefetch_1_sells_the_last_unit_once() {
 async fn two_count_insert_workers_race_and_both_sell_the_last_unit() {
     // Each worker holds one request at a time, so the broker hands the second request to
     // the other worker while the first is paused between its count and its insert.
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: 1,
         strategy: Strategy::CountInsert,
         workers: 2,
         prefetch: 1,
-        count_insert_pause_ms: PAUSE_MS,
+        worker_count_insert_pause_ms: PAUSE_MS,
         ..Default::default()
     })
     .await;
@@ -55,7 +55,7 @@ async fn two_count_insert_workers_race_and_both_sell_the_last_unit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_conditional_workers_never_oversell_under_1000_concurrent_buyers() {
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: 100,
         strategy: Strategy::Conditional,
         workers: 2,
