@@ -394,17 +394,12 @@ impl TestStack {
         get_json(&self.http, &self.url(path)).await
     }
 
-    /// Like [`TestStack::get`], for futures that must not borrow the path.
-    pub async fn get_owned(&self, path: String) -> (u16, Value) {
-        self.get(&path).await
-    }
-
     /// Every buyer of `users` at once through `/mq/buy`: each answer's status and body.
     pub async fn buy_all(&self, users: impl IntoIterator<Item = u64>) -> Vec<(u16, Value)> {
         futures_util::future::join_all(
             users
                 .into_iter()
-                .map(|user| self.get_owned(format!("/mq/buy?user={user}"))),
+                .map(|user| async move { self.get(&format!("/mq/buy?user={user}")).await }),
         )
         .await
     }
