@@ -2,7 +2,7 @@
 //! with the test's own ports and directory, torn down by its guard even when the test
 //! fails), a quorum request queue, and the kill of a node in the middle of a sale.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -181,7 +181,7 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
         .map(|(user, _)| user)
         .collect();
     assert!(unanswered.is_empty(), "buyers never served: {unanswered:?}");
-    let winners: HashSet<u64> = buyers
+    let winners: BTreeSet<u64> = buyers
         .iter()
         .filter(|(_, a)| {
             let outcome = &a.last().unwrap().body["outcome"];
@@ -195,13 +195,7 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
         .collect();
     let sale = stack.store.sale().await.unwrap();
     assert_eq!((sale.orders, sale.oversold), (STOCK, 0), "{sale:?}");
-    let held: HashSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let held = stack.held_users().await;
     let lost: Vec<_> = winners.difference(&held).collect();
     assert!(lost.is_empty(), "told ordered, not in the store: {lost:?}");
     let unknown: Vec<_> = held.difference(&winners).collect();

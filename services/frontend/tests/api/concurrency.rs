@@ -46,18 +46,8 @@ async fn one_batched_worker_with_count_insert_sells_exactly_the_stock_to_1000_co
 
     assert_eq!(ordered_and_sold_out(&answers), (100, 900));
     // Nothing lost: every buyer told `ordered` is in the store, and nobody else.
-    let ordered: std::collections::BTreeSet<u64> = answers
-        .iter()
-        .filter(|(_, body)| body["outcome"] == "ordered")
-        .map(|(_, body)| body["user_id"].as_u64().unwrap())
-        .collect();
-    let held: std::collections::BTreeSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let ordered = ordered_users(&answers);
+    let held = stack.held_users().await;
     assert_eq!(held, ordered);
     assert_eq!(stack.store.sale().await.unwrap().oversold, 0);
 }

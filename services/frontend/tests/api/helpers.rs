@@ -5,6 +5,7 @@
 //! replicas. More front tiers and workers can join a running stack
 //! ([`StackSpec::start_frontend`], [`StackSpec::start_worker`]).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use clap::Parser;
@@ -404,6 +405,16 @@ impl TestStack {
         .await
     }
 
+    /// The buyers the store holds an order for.
+    pub async fn held_users(&self) -> BTreeSet<u64> {
+        self.store
+            .order_user_ids()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
     /// Stops the front tier, the workers and the backend, in that order; each must stop
     /// cleanly and in time.
     pub async fn shutdown(mut self) {
@@ -435,6 +446,15 @@ pub fn count_outcome(answers: &[(u16, Value)], outcome: &str) -> usize {
         .iter()
         .filter(|(status, body)| *status == 200 && body["outcome"] == outcome)
         .count()
+}
+
+/// The buyers answered 200 `ordered`.
+pub fn ordered_users(answers: &[(u16, Value)]) -> BTreeSet<u64> {
+    answers
+        .iter()
+        .filter(|(status, body)| *status == 200 && body["outcome"] == "ordered")
+        .map(|(_, body)| body["user_id"].as_u64().unwrap())
+        .collect()
 }
 
 /// The value of the sample `name` with exactly these `labels` in the front tier's

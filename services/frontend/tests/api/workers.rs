@@ -2,8 +2,6 @@
 //! buys only because ONE worker took them one at a time; with two, `count-insert` races
 //! again, while `conditional` is correct with any number of workers.
 
-use std::collections::HashSet;
-
 use order_core::Strategy;
 
 use crate::helpers::*;
@@ -75,18 +73,8 @@ async fn two_conditional_workers_never_oversell_under_1000_concurrent_buyers() {
     assert_eq!(count_outcome(&answers, "sold_out"), 900);
     let sale = stack.store.sale().await.unwrap();
     assert_eq!((sale.orders, sale.oversold), (100, 0));
-    let ordered: HashSet<u64> = answers
-        .iter()
-        .filter(|(_, body)| body["outcome"] == "ordered")
-        .map(|(_, body)| body["user_id"].as_u64().unwrap())
-        .collect();
-    let held: HashSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let ordered = ordered_users(&answers);
+    let held = stack.held_users().await;
     assert_eq!(held, ordered, "lost 0, and no order nobody was told of");
     stack.shutdown().await;
 }
