@@ -3,7 +3,7 @@
 //! bucket layouts, the text rendering for `GET /metrics`, and the store's operation timings.
 //!
 //! Metric handles with fixed labels are resolved once, at start-up, so the hot paths only
-//! touch atomics.
+//! touch atomics. [`test_support`] (feature `test-support`) reads the text back in tests.
 
 use std::sync::Arc;
 
@@ -13,6 +13,9 @@ pub use prometheus::{
 };
 
 use crate::store::OperationTimings;
+
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 /// Latency buckets, in seconds: 0.5 ms to 20 s.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 
 use backend::{Application, Config};
 use clap::Parser;
+use order_core::metrics::test_support::parse;
 use order_core::{BuyResponse, SaleState, Strategy};
 use serde_json::Value;
 use tokio::sync::oneshot;
+
+pub use order_core::metrics::test_support::sample;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
@@ -119,27 +122,8 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> String {
     let response = client.get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}\n{text}"));
+    parse(&text);
     text
-}
-
-/// The value of the sample `name` with exactly these `labels`, in Prometheus text.
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).ok()?;
-    scrape.samples.iter().find_map(|s| {
-        let same_labels = s.labels.len() == labels.len()
-            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
-        if s.metric != name || !same_labels {
-            return None;
-        }
-        match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        }
-    })
 }
 
 /// Scrapes until the gauge `name` reads `value`; panics after a few seconds.

@@ -3,13 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{eventually, message_count};
-use crate::scaled::*;
+use order_core::Strategy;
+
+use crate::helpers::*;
 
 #[tokio::test]
 async fn with_a_full_request_queue_the_next_mq_buy_is_a_503_at_once_and_nothing_is_left_pending() {
     // No worker: five buys fill the queue and wait there.
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
+        strategy: Strategy::Conditional,
         workers: 0,
         queue_max_length: 5,
         timeout_ms: 3000,
@@ -22,7 +24,7 @@ async fn with_a_full_request_queue_the_next_mq_buy_is_a_503_at_once_and_nothing_
     );
     let (answers, ()) = tokio::join!(held, async {
         eventually("five requests wait in the queue", || async {
-            message_count(&stack.queue).await == 5 && stack.frontend.rpc.pending() == 5
+            message_count(stack.queue()).await == 5 && stack.frontend.rpc.pending() == 5
         })
         .await;
 
@@ -47,7 +49,7 @@ async fn with_a_full_request_queue_the_next_mq_buy_is_a_503_at_once_and_nothing_
             5,
             "the refused request left nothing pending"
         );
-        assert_eq!(message_count(&stack.queue).await, 5);
+        assert_eq!(message_count(stack.queue()).await, 5);
     });
 
     // The five that got in time out (no worker) and leave nothing behind either.
@@ -60,13 +62,14 @@ async fn with_a_full_request_queue_the_next_mq_buy_is_a_503_at_once_and_nothing_
 
 #[tokio::test]
 async fn with_confirms_a_request_to_a_deleted_queue_is_a_503_at_once_not_a_silent_drop() {
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
+        strategy: Strategy::Conditional,
         workers: 0,
         queue_max_length: 5,
         ..Default::default()
     })
     .await;
-    delete_queue(&stack.queue).await;
+    delete_queue(stack.queue()).await;
 
     let started = Instant::now();
     let (status, body) = stack.get("/mq/buy?user=1").await;
@@ -80,7 +83,8 @@ async fn with_confirms_a_request_to_a_deleted_queue_is_a_503_at_once_not_a_silen
 
 #[tokio::test]
 async fn a_quorum_request_queue_serves_buys_with_confirms_on_a_single_node() {
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
+        strategy: Strategy::Conditional,
         queue_type: "quorum",
         stock: 2,
         ..Default::default()
@@ -98,12 +102,10 @@ async fn a_quorum_request_queue_serves_buys_with_confirms_on_a_single_node() {
 }
 
 async fn delete_queue(queue: &str) {
-    let connection = lapin::Connection::connect(
-        &crate::helpers::amqp_url(),
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .unwrap();
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
     let channel = connection.create_channel().await.unwrap();
     channel
         .queue_delete(queue.into(), Default::default())

@@ -2,7 +2,7 @@
 //! with the test's own ports and directory, torn down by its guard even when the test
 //! fails), a quorum request queue, and the kill of a node in the middle of a sale.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,8 +11,7 @@ use futures_util::StreamExt;
 use order_core::Strategy;
 use serde_json::Value;
 
-use crate::helpers::{DEADLINE, TestCluster, eventually};
-use crate::scaled::*;
+use crate::helpers::*;
 
 /// The front tier's buy timeout in these tests: every failed request must be answered
 /// within it (plus scheduling slack on a loaded machine).
@@ -94,7 +93,7 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
     const BUYERS: u64 = 2000;
     const STOCK: u64 = 1000;
     let cluster = TestCluster::start(3).await;
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: STOCK,
         strategy: Strategy::Conditional,
         workers: 1,
@@ -106,7 +105,7 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
         ..Default::default()
     })
     .await;
-    let leader = cluster.leader(&stack.queue).await;
+    let leader = cluster.leader(stack.queue()).await;
 
     // Act: 2,000 buyers, 50 at a time; the leader's node is killed once 500 are served,
     // while half the stock is still unsold.
@@ -182,7 +181,7 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
         .map(|(user, _)| user)
         .collect();
     assert!(unanswered.is_empty(), "buyers never served: {unanswered:?}");
-    let winners: HashSet<u64> = buyers
+    let winners: BTreeSet<u64> = buyers
         .iter()
         .filter(|(_, a)| {
             let outcome = &a.last().unwrap().body["outcome"];
@@ -196,13 +195,7 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
         .collect();
     let sale = stack.store.sale().await.unwrap();
     assert_eq!((sale.orders, sale.oversold), (STOCK, 0), "{sale:?}");
-    let held: HashSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let held = stack.held_users().await;
     let lost: Vec<_> = winners.difference(&held).collect();
     assert!(lost.is_empty(), "told ordered, not in the store: {lost:?}");
     let unknown: Vec<_> = held.difference(&winners).collect();
@@ -218,13 +211,16 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
     );
 
     // A front tier and a worker whose first broker is the dead node start and serve.
-    let queue = crate::helpers::unique("dead-first");
-    let dead_first = cluster.urls_starting_with(leader);
+    let dead_first = StackSpec {
+        amqp_url: cluster.urls_starting_with(leader),
+        queue: unique("dead-first"),
+        ..stack.spec.clone()
+    };
     let started = Instant::now();
-    let mut worker = stack.spec.start_worker(&dead_first, &queue).await;
-    let front = stack.spec.start_frontend(&dead_first, &queue).await;
+    let worker = dead_first.start_worker().await;
+    let front = dead_first.start_frontend().await;
     worker.wait_consuming().await;
-    wait_connected(&front.rpc).await;
+    front.wait_connected().await;
     let (status, body) = get_json(&http, &front.url("/mq/buy?user=777777")).await;
     assert_eq!((status, &body["outcome"]), (200, &Value::from("sold_out")));
     assert!(
@@ -238,11 +234,13 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
     // it), not a wait for the buy timeout.
     let survivor = (1..=3).find(|&n| n != leader).unwrap();
     let other = (1..=3).find(|&n| n != leader && n != survivor).unwrap();
-    let lonely = stack
-        .spec
-        .start_frontend(&cluster.url(survivor), &stack.queue)
-        .await;
-    wait_connected(&lonely.rpc).await;
+    let lonely = StackSpec {
+        amqp_url: cluster.url(survivor),
+        ..stack.spec.clone()
+    }
+    .start_frontend()
+    .await;
+    lonely.wait_connected().await;
     cluster.kill(other).await;
 
     let started = Instant::now();
@@ -268,19 +266,24 @@ async fn a_front_tier_and_a_worker_whose_first_broker_is_dead_start_and_serve() 
         .local_addr()
         .unwrap()
         .port();
-    let local = crate::helpers::amqp_url();
+    let local = amqp_url();
     let urls = format!("amqp://guest:guest@127.0.0.1:{dead}/%2f,{local},{local}");
-    let probe = spawn_scaled(ScaledOptions {
+    let probe = spawn_stack(StackOptions {
+        strategy: Strategy::Conditional,
         workers: 0,
         ..Default::default()
     })
     .await;
     let started = Instant::now();
 
-    let mut worker = probe.spec.start_worker(&urls, &probe.queue).await;
-    let front = probe.spec.start_frontend(&urls, &probe.queue).await;
+    let joining = StackSpec {
+        amqp_url: urls,
+        ..probe.spec.clone()
+    };
+    let worker = joining.start_worker().await;
+    let front = joining.start_frontend().await;
     worker.wait_consuming().await;
-    wait_connected(&front.rpc).await;
+    front.wait_connected().await;
     let (status, body) = get_json(&probe.http, &front.url("/mq/buy?user=5")).await;
 
     assert_eq!(

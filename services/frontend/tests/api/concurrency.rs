@@ -4,6 +4,14 @@ use order_core::Strategy;
 
 use crate::helpers::*;
 
+/// How many buyers were answered 200 `ordered`, and how many 200 `sold_out`.
+fn ordered_and_sold_out(answers: &[(u16, serde_json::Value)]) -> (usize, usize) {
+    (
+        count_outcome(answers, "ordered"),
+        count_outcome(answers, "sold_out"),
+    )
+}
+
 #[tokio::test]
 async fn one_worker_with_prefetch_1_sells_exactly_the_stock_to_300_concurrent_mq_buyers() {
     let stack = spawn_stack(StackOptions {
@@ -15,18 +23,9 @@ async fn one_worker_with_prefetch_1_sells_exactly_the_stock_to_300_concurrent_mq
     })
     .await;
 
-    let answers = futures_util::future::join_all(
-        (1..=300).map(|user| stack.get_owned(format!("/mq/buy?user={user}"))),
-    )
-    .await;
+    let answers = stack.buy_all(1..=300).await;
 
-    let count = |outcome: &str| {
-        answers
-            .iter()
-            .filter(|(status, body)| *status == 200 && body["outcome"] == outcome)
-            .count()
-    };
-    assert_eq!((count("ordered"), count("sold_out")), (100, 200));
+    assert_eq!(ordered_and_sold_out(&answers), (100, 200));
     let sale = stack.store.sale().await.unwrap();
     assert_eq!((sale.orders, sale.oversold), (100, 0));
 }
@@ -43,31 +42,12 @@ async fn one_batched_worker_with_count_insert_sells_exactly_the_stock_to_1000_co
     })
     .await;
 
-    let answers = futures_util::future::join_all(
-        (1..=1000).map(|user| stack.get_owned(format!("/mq/buy?user={user}"))),
-    )
-    .await;
+    let answers = stack.buy_all(1..=1000).await;
 
-    let count = |outcome: &str| {
-        answers
-            .iter()
-            .filter(|(status, body)| *status == 200 && body["outcome"] == outcome)
-            .count()
-    };
-    assert_eq!((count("ordered"), count("sold_out")), (100, 900));
+    assert_eq!(ordered_and_sold_out(&answers), (100, 900));
     // Nothing lost: every buyer told `ordered` is in the store, and nobody else.
-    let ordered: std::collections::BTreeSet<u64> = answers
-        .iter()
-        .filter(|(_, body)| body["outcome"] == "ordered")
-        .map(|(_, body)| body["user_id"].as_u64().unwrap())
-        .collect();
-    let held: std::collections::BTreeSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let ordered = ordered_users(&answers);
+    let held = stack.held_users().await;
     assert_eq!(held, ordered);
     assert_eq!(stack.store.sale().await.unwrap().oversold, 0);
 }

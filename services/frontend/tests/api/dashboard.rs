@@ -72,8 +72,8 @@ async fn every_metric_the_dashboard_queries_is_exported_by_a_service() {
         )
         .await,
     );
-    let worker = stack
-        .worker_health
+    let worker = stack.workers[0]
+        .health
         .expect("the stack's worker has a health listener");
     served.extend(exported(&stack.http, format!("http://{worker}/metrics")).await);
 

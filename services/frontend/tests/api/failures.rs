@@ -7,7 +7,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn with_no_worker_mq_buy_answers_504_within_the_timeout_and_leaves_nothing_pending() {
     let stack = spawn_stack(StackOptions {
-        worker: false,
+        workers: 0,
         timeout_ms: 500,
         ..Default::default()
     })
@@ -22,12 +22,12 @@ async fn with_no_worker_mq_buy_answers_504_within_the_timeout_and_leaves_nothing
         elapsed >= Duration::from_millis(500) && elapsed < Duration::from_millis(1500),
         "{elapsed:?}"
     );
-    assert_eq!(stack.rpc.pending(), 0);
+    assert_eq!(stack.frontend.rpc.pending(), 0);
     // The request expires in the queue (TTL = timeout): no worker will ever serve it late.
-    let dead = queue_contract::topology::dead_letter_queue(&stack.queue);
+    let dead = queue_contract::topology::dead_letter_queue(stack.queue());
     eventually(
         "the unanswered request expires to the dead-letter queue",
-        || async { message_count(&stack.queue).await == 0 && message_count(&dead).await == 1 },
+        || async { message_count(stack.queue()).await == 0 && message_count(&dead).await == 1 },
     )
     .await;
 }
@@ -36,7 +36,7 @@ async fn with_no_worker_mq_buy_answers_504_within_the_timeout_and_leaves_nothing
 async fn with_the_broker_unreachable_mq_buy_answers_503_at_once_and_healthz_503() {
     let stack = spawn_stack(StackOptions {
         // Nothing listens on port 1.
-        amqp_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".into()),
+        frontend_amqp_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".into()),
         ..Default::default()
     })
     .await;
@@ -101,8 +101,8 @@ async fn after_their_broker_connections_are_closed_front_tier_and_worker_reconne
     let stack = spawn_stack(StackOptions::default()).await;
     assert_eq!(stack.get("/mq/buy?user=1").await.0, 200);
 
-    let closed = close_connections_named(&stack.frontend_connection).await
-        + close_connections_named(&stack.worker_connection).await;
+    let closed = close_connections_named(&stack.frontend.connection).await
+        + close_connections_named(&stack.workers[0].connection).await;
     let started = Instant::now();
 
     assert_eq!(closed, 2);
@@ -122,5 +122,5 @@ async fn after_their_broker_connections_are_closed_front_tier_and_worker_reconne
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(stack.rpc.pending(), 0);
+    assert_eq!(stack.frontend.rpc.pending(), 0);
 }

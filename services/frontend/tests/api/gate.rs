@@ -28,12 +28,6 @@ async fn gated_stack(stock: u64, strategy: Strategy) -> TestStack {
     .await
 }
 
-/// Buys `users` through `/mq/buy`, all at once.
-async fn buy_all(stack: &TestStack, users: impl Iterator<Item = u64>) -> Vec<(u16, Value)> {
-    futures_util::future::join_all(users.map(|u| stack.get_owned(format!("/mq/buy?user={u}"))))
-        .await
-}
-
 async fn wait_gate(gate: &frontend::gate::Gate, closed: bool) {
     let mut changes = gate.closed_changes();
     tokio::time::timeout(DEADLINE, changes.wait_for(|c| *c == closed))
@@ -68,7 +62,7 @@ async fn reset(http: &reqwest::Client, url: String, stock: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sell_out_the_gate_answers_200_buyers_exactly_as_the_store_would() {
     let stack = gated_stack(50, Strategy::Conditional).await;
-    let answers = buy_all(&stack, 1..=100).await;
+    let answers = stack.buy_all(1..=100).await;
     assert_eq!(
         answers
             .iter()
@@ -76,7 +70,7 @@ async fn after_a_sell_out_the_gate_answers_200_buyers_exactly_as_the_store_would
             .count(),
         50
     );
-    wait_gate(&stack.gate, true).await;
+    wait_gate(&stack.frontend.gate, true).await;
     let backend = stack.spec.backend_url.clone();
 
     // 100 who tried (50 winners, 50 not) and 100 who never did; on both routes.
@@ -114,7 +108,7 @@ async fn after_a_sell_out_the_gate_answers_200_buyers_exactly_as_the_store_would
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_count_insert_the_gate_never_closes_because_its_buyers_are_never_final() {
     let stack = gated_stack(3, Strategy::CountInsert).await;
-    let answers = buy_all(&stack, 1..=10).await;
+    let answers = stack.buy_all(1..=10).await;
     assert!(answers.iter().any(|(_, a)| a["outcome"] == "sold_out"));
 
     // The sold_out answers made the gate re-read the sale; it must have stayed open.
@@ -130,12 +124,12 @@ async fn under_count_insert_the_gate_never_closes_because_its_buyers_are_never_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_through_one_front_tier_reopens_the_gates_of_both_within_the_bound() {
     let stack = gated_stack(5, Strategy::Conditional).await;
-    let second = start_frontend(&stack.spec).await;
-    second.rpc.connected().wait_for(|c| *c).await.unwrap();
+    let second = stack.spec.start_frontend().await;
+    second.wait_connected().await;
 
     // Sold out through the first front tier only: the second closes on its event.
-    buy_all(&stack, 1..=10).await;
-    wait_gate(&stack.gate, true).await;
+    stack.buy_all(1..=10).await;
+    wait_gate(&stack.frontend.gate, true).await;
     wait_gate(&second.gate, true).await;
     let (_, source, _) = get_with_source(&stack.http, second.url("/http/buy?user=77")).await;
     assert_eq!(source.as_deref(), Some("gate"));
@@ -170,20 +164,20 @@ async fn a_reset_through_one_front_tier_reopens_the_gates_of_both_within_the_bou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_event_link_cut_the_gate_opens_and_buys_reach_the_store() {
     let mut stack = gated_stack(3, Strategy::Conditional).await;
-    let answers = buy_all(&stack, 1..=6).await;
+    let answers = stack.buy_all(1..=6).await;
     let winner = answers
         .iter()
         .find(|(_, a)| a["outcome"] == "ordered")
         .map(|(_, a)| a.clone())
         .unwrap();
-    wait_gate(&stack.gate, true).await;
+    wait_gate(&stack.frontend.gate, true).await;
     // Without the backend the gate cannot re-read the sale after relinking, so it must stay
     // open; the MQ route still reaches the store through the worker.
     stack.backend.stop().await.unwrap();
 
-    let closed = close_connections_named(&format!("{}-events", stack.frontend_connection)).await;
+    let closed = close_connections_named(&format!("{}-events", stack.frontend.connection)).await;
     assert_eq!(closed, 1, "the front tier's events connection");
-    wait_gate(&stack.gate, false).await;
+    wait_gate(&stack.frontend.gate, false).await;
 
     let user = winner["user_id"].as_u64().unwrap();
     let (status, source, answer) =
@@ -193,11 +187,11 @@ async fn with_the_event_link_cut_the_gate_opens_and_buys_reach_the_store() {
     assert_eq!(answer["outcome"], "already_ordered");
     assert_eq!(answer["order_id"], winner["order_id"]);
     eventually("the events link is back", || async {
-        stack.gate.status().event_link
+        stack.frontend.gate.status().event_link
     })
     .await;
     assert!(
-        !stack.gate.is_closed(),
+        !stack.frontend.gate.is_closed(),
         "relinked, but the sale could not be re-read"
     );
 }
@@ -205,12 +199,12 @@ async fn with_the_event_link_cut_the_gate_opens_and_buys_reach_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sold_out_event_of_an_older_generation_never_closes_a_newer_sales_gate() {
     let stack = gated_stack(2, Strategy::Conditional).await;
-    buy_all(&stack, 1..=4).await;
-    wait_gate(&stack.gate, true).await;
-    let old = stack.gate.status().closed_generation.unwrap();
+    stack.buy_all(1..=4).await;
+    wait_gate(&stack.frontend.gate, true).await;
+    let old = stack.frontend.gate.status().closed_generation.unwrap();
     let new_sale = reset(&stack.http, stack.url("/admin/sale"), 2).await;
     assert_eq!(new_sale["generation"], old + 1);
-    wait_gate(&stack.gate, false).await;
+    wait_gate(&stack.frontend.gate, false).await;
 
     // Forged events: the old sale's sell-out, and a claim that the new one is sold out.
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
@@ -240,7 +234,11 @@ async fn a_sold_out_event_of_an_older_generation_never_closes_a_newer_sales_gate
 
     // The store says the new sale is not sold out: the gate must stay open.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!stack.gate.is_closed(), "{:?}", stack.gate.status());
+    assert!(
+        !stack.frontend.gate.is_closed(),
+        "{:?}",
+        stack.frontend.gate.status()
+    );
     let (_, source, answer) = get_with_source(&stack.http, stack.url("/http/buy?user=50")).await;
     assert_eq!(source, None);
     assert_eq!(answer["outcome"], "ordered");

@@ -1,4 +1,4 @@
-//! Front tier end to end: a real backend, worker and front tier in-process on free ports,
+//! Front tier end to end: a real backend, workers and front tier in-process on free ports,
 //! the real RabbitMQ on 127.0.0.1:5672 (override with FLASHSALE_TEST_AMQP_URL), a fresh
 //! store and unique queue names per test.
 
@@ -11,5 +11,4 @@ mod gate;
 mod helpers;
 mod overload;
 mod routes;
-mod scaled;
 mod workers;

@@ -14,7 +14,7 @@ async fn past_the_in_flight_limit_a_buy_is_refused_at_once_and_accepted_again_la
     let stack = spawn_stack(StackOptions {
         stock: 1000,
         strategy: Strategy::CountInsert,
-        count_insert_pause_ms: 800,
+        backend_count_insert_pause_ms: 800,
         frontend_args: vec!["--max-in-flight-http=10".into()],
         ..StackOptions::default()
     })

@@ -82,7 +82,7 @@ async fn without_a_user_the_front_tier_numbers_buyers_from_a_counter_across_rout
 async fn buy_takes_the_configured_default_route() {
     // No worker: the MQ route can only time out, so a 504 proves which route `/buy` took.
     let stack = spawn_stack(StackOptions {
-        worker: false,
+        workers: 0,
         default_route: "mq",
         timeout_ms: 300,
         ..Default::default()
@@ -161,23 +161,13 @@ async fn through_real_nginx_and_two_replicas_conditional_sells_exactly_the_stock
     )
     .await;
 
-    let ordered: std::collections::HashSet<u64> = answers
-        .iter()
-        .filter(|(status, body)| *status == 200 && body["outcome"] == "ordered")
-        .map(|(_, body)| body["user_id"].as_u64().unwrap())
-        .collect();
+    let ordered = ordered_users(&answers);
     assert!(
         answers.iter().all(|(status, _)| *status == 200),
         "every buy answered 200"
     );
     assert_eq!(ordered.len(), 50);
-    let held: std::collections::HashSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let held = stack.held_users().await;
     assert_eq!(held, ordered);
     let (_, sale) = stack.get("/sale").await;
     assert_eq!(sale["oversold"], 0);

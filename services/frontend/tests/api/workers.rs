@@ -2,11 +2,9 @@
 //! buys only because ONE worker took them one at a time; with two, `count-insert` races
 //! again, while `conditional` is correct with any number of workers.
 
-use std::collections::HashSet;
-
 use order_core::Strategy;
 
-use crate::scaled::*;
+use crate::helpers::*;
 
 /// Long enough that two buyers sent together are both between their count and their
 /// insert at once, on a loaded machine too.
@@ -14,12 +12,12 @@ const PAUSE_MS: u64 = 300;
 
 #[tokio::test]
 async fn one_count_insert_worker_with_prefetch_1_sells_the_last_unit_once() {
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: 1,
         strategy: Strategy::CountInsert,
         workers: 1,
         prefetch: 1,
-        count_insert_pause_ms: PAUSE_MS,
+        worker_count_insert_pause_ms: PAUSE_MS,
         ..Default::default()
     })
     .await;
@@ -36,12 +34,12 @@ async fn one_count_insert_worker_with_prefetch_1_sells_the_last_unit_once() {
 async fn two_count_insert_workers_race_and_both_sell_the_last_unit() {
     // Each worker holds one request at a time, so the broker hands the second request to
     // the other worker while the first is paused between its count and its insert.
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: 1,
         strategy: Strategy::CountInsert,
         workers: 2,
         prefetch: 1,
-        count_insert_pause_ms: PAUSE_MS,
+        worker_count_insert_pause_ms: PAUSE_MS,
         ..Default::default()
     })
     .await;
@@ -55,7 +53,7 @@ async fn two_count_insert_workers_race_and_both_sell_the_last_unit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_conditional_workers_never_oversell_under_1000_concurrent_buyers() {
-    let stack = spawn_scaled(ScaledOptions {
+    let stack = spawn_stack(StackOptions {
         stock: 100,
         strategy: Strategy::Conditional,
         workers: 2,
@@ -75,18 +73,8 @@ async fn two_conditional_workers_never_oversell_under_1000_concurrent_buyers() {
     assert_eq!(count_outcome(&answers, "sold_out"), 900);
     let sale = stack.store.sale().await.unwrap();
     assert_eq!((sale.orders, sale.oversold), (100, 0));
-    let ordered: HashSet<u64> = answers
-        .iter()
-        .filter(|(_, body)| body["outcome"] == "ordered")
-        .map(|(_, body)| body["user_id"].as_u64().unwrap())
-        .collect();
-    let held: HashSet<u64> = stack
-        .store
-        .order_user_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let ordered = ordered_users(&answers);
+    let held = stack.held_users().await;
     assert_eq!(held, ordered, "lost 0, and no order nobody was told of");
     stack.shutdown().await;
 }

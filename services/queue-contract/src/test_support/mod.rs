@@ -1,6 +1,6 @@
 //! Broker plumbing for the integration tests of the worker and the front tier (feature
 //! `test-support`, enabled only by their dev-dependencies): unique names, a cleanup guard for a
-//! test's queues, polling with a deadline, and closing one test's connections from the broker.
+//! test's queues and exchanges, polling with a deadline, and closing one test's connections from the broker.
 //! [`cluster`]: a real multi-node RabbitMQ cluster for one test, torn down when dropped.
 
 pub mod cluster;
@@ -108,13 +108,35 @@ fn rabbitmqctl() -> String {
     }
 }
 
-/// Deletes a test's queue, its dead-letter queue and exchange when dropped, even when the
-/// test panics, so runs do not pile durable queues up in the broker.
-pub struct QueueGuard(pub String);
+/// Deletes a test's queues and exchanges from the local broker ([`amqp_url`]) when dropped,
+/// even when the test panics, so runs do not pile durable queues and exchanges up in the
+/// broker. Deleting one that was never declared does no harm.
+#[derive(Default)]
+pub struct BrokerGuard {
+    queues: Vec<String>,
+    exchanges: Vec<String>,
+}
 
-impl Drop for QueueGuard {
+impl BrokerGuard {
+    /// Guards the request queue `queue`: the queue, its dead-letter queue and exchange.
+    pub fn request_queue(queue: &str) -> Self {
+        Self {
+            queues: vec![queue.to_owned(), topology::dead_letter_queue(queue)],
+            exchanges: vec![topology::dead_letter_exchange(queue)],
+        }
+    }
+
+    /// Also deletes the exchange `name` (a test's sale events exchange, say).
+    pub fn exchange(mut self, name: &str) -> Self {
+        self.exchanges.push(name.to_owned());
+        self
+    }
+}
+
+impl Drop for BrokerGuard {
     fn drop(&mut self) {
-        let queue = self.0.clone();
+        let queues = std::mem::take(&mut self.queues);
+        let exchanges = std::mem::take(&mut self.exchanges);
         // A fresh runtime on a plain thread: Drop may run inside (or outside) a runtime.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -131,15 +153,16 @@ impl Drop for QueueGuard {
                     return;
                 };
                 if let Ok(channel) = connection.create_channel().await {
-                    for name in [queue.clone(), topology::dead_letter_queue(&queue)] {
+                    for queue in &queues {
                         let _ = channel
-                            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                             .await;
                     }
-                    let dlx = topology::dead_letter_exchange(&queue);
-                    let _ = channel
-                        .exchange_delete(dlx.as_str().into(), Default::default())
-                        .await;
+                    for exchange in &exchanges {
+                        let _ = channel
+                            .exchange_delete(exchange.as_str().into(), Default::default())
+                            .await;
+                    }
                 }
                 let _ = connection.close(200, "test cleanup".into()).await;
             });

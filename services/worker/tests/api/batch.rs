@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lapin::BasicProperties;
+use order_core::metrics::test_support::sample;
 use order_core::{BuyResponse, Outcome, Store, Strategy};
 
 use crate::helpers::*;
@@ -19,7 +20,7 @@ fn decode(body: &[u8]) -> BuyResponse {
 async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_dead_letters_the_bad_one()
  {
     let queue = unique("batch");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let client = RpcClient::connect(&queue).await;
     // Everything waits in the queue before the worker starts, so it arrives as one burst.
     let buy = |user: u64| serde_json::to_vec(&serde_json::json!({ "user_id": user })).unwrap();
@@ -86,24 +87,11 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
         .text()
         .await
         .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
-        .expect("Prometheus text");
-    let value = |name: &str, label: Option<(&str, &str)>| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-    };
     let requests = |outcome| {
-        value(
+        sample(
+            &metrics,
             "flashsale_worker_requests_total",
-            Some(("outcome", outcome)),
+            &[("outcome", outcome)],
         )
     };
     assert_eq!(requests("ordered"), Some(2.0), "{metrics}");
@@ -111,11 +99,14 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
     assert_eq!(requests("sold_out"), Some(1.0));
     assert_eq!(requests("malformed"), Some(1.0));
     assert_eq!(
-        value("flashsale_worker_batch_size_sum", None),
+        sample(&metrics, "flashsale_worker_batch_size_sum", &[]),
         Some(4.0),
         "4 good requests"
     );
-    assert_eq!(value("flashsale_worker_consuming", None), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "flashsale_worker_consuming", &[]),
+        Some(1.0)
+    );
 }
 
 /// A worker process killed (`kill -9`) while it answers batches, then replaced: every buyer
@@ -125,7 +116,7 @@ async fn a_batch_with_a_malformed_message_and_a_repeat_buyer_answers_each_and_de
 async fn a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing() {
     const BUYERS: u64 = 10_000;
     let queue = unique("crash");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store.db");
     let client = RpcClient::connect(&queue).await;

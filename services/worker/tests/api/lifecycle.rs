@@ -7,7 +7,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_worker_whose_connection_is_closed_reconnects_and_serves_again() {
     let queue = unique("reconnect");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let mut worker = spawn_worker(&queue, WorkerOptions::default()).await;
     let client = RpcClient::connect(&queue).await;
     assert_eq!(client.buy(&queue, 1).await.outcome, Outcome::Ordered);
@@ -25,7 +25,7 @@ async fn a_worker_whose_connection_is_closed_reconnects_and_serves_again() {
 #[tokio::test]
 async fn health_is_200_while_consuming_and_503_without_a_broker() {
     let queue = unique("health");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let up = spawn_worker(
         &queue,
         WorkerOptions {
@@ -71,7 +71,7 @@ async fn health_is_200_while_consuming_and_503_without_a_broker() {
 #[tokio::test]
 async fn shutdown_answers_what_it_took_and_leaves_the_rest_in_the_queue() {
     let queue = unique("shutdown");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let client = RpcClient::connect(&queue).await;
     // Queue the requests before a worker exists, so that shutdown lands mid-stream.
     let mut replies = Vec::new();

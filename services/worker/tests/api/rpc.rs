@@ -8,7 +8,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_buy_is_answered_ordered_then_already_ordered_then_sold_out() {
     let queue = unique("rpc");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let worker = spawn_worker(
         &queue,
         WorkerOptions {
@@ -36,7 +36,7 @@ async fn a_buy_is_answered_ordered_then_already_ordered_then_sold_out() {
 #[tokio::test]
 async fn a_redelivered_request_answers_already_ordered_without_a_second_order() {
     let queue = unique("redelivery");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let worker = spawn_worker(&queue, WorkerOptions::default()).await;
     let client = RpcClient::connect(&queue).await;
     // As if a worker had written the order and died before acking: the order exists.
@@ -53,7 +53,7 @@ async fn a_redelivered_request_answers_already_ordered_without_a_second_order() 
 #[tokio::test]
 async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_served() {
     let queue = unique("malformed");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let worker = spawn_worker(&queue, WorkerOptions::default()).await;
     let client = RpcClient::connect(&queue).await;
     let with_reply = || {
@@ -84,7 +84,7 @@ async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_served() 
 #[tokio::test]
 async fn prefetch_1_serializes_count_insert_so_300_concurrent_buyers_get_exactly_100_orders() {
     let queue = unique("prefetch1");
-    let _guard = QueueGuard(queue.clone());
+    let _guard = BrokerGuard::request_queue(&queue);
     let worker = spawn_worker(&queue, WorkerOptions::default()).await;
     let client = RpcClient::connect(&queue).await;
 
