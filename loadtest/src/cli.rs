@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::Engine;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "loadtest",
@@ -121,6 +123,11 @@ pub struct RunOpts {
     #[arg(long, env = "FLASHSALE_THREADS", default_value_t = 0)]
     pub threads: usize,
 
+    /// HTTP engine of the hot loop: `own` (a lean HTTP/1.1 client) or `hyper` (the
+    /// reference).
+    #[arg(long, env = "FLASHSALE_ENGINE", value_enum, default_value_t = Engine::Own)]
+    pub engine: Engine,
+
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
     pub quiet: bool,
@@ -225,6 +232,11 @@ pub struct MatrixOpts {
     /// Generator threads (each a single-threaded runtime); 0 means one per core.
     #[arg(long, env = "FLASHSALE_THREADS", default_value_t = 0)]
     pub threads: usize,
+
+    /// HTTP engine of the hot loop: `own` (a lean HTTP/1.1 client) or `hyper` (the
+    /// reference).
+    #[arg(long, env = "FLASHSALE_ENGINE", value_enum, default_value_t = Engine::Own)]
+    pub engine: Engine,
 
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]

@@ -1,7 +1,7 @@
 //! `loadtest`: the flash-sale service's load generator and report tool.
 //!
-//! - [`engine`] drives the target: keep-alive hyper HTTP/1 connections, closed or open
-//!   loop, one HDR histogram per client;
+//! - [`engine`] drives the target: keep-alive HTTP/1.1 connections (the own client of
+//!   [`http1`], or hyper), closed or open loop, one HDR histogram and timeline per thread;
 //! - [`control`] resets and reads the sale through the target's origin (reqwest);
 //! - [`report`] turns a run into the JSON and Markdown report; [`plot`] draws SVGs;
 //! - [`compare`], [`merge`] and [`matrix`] build on reports;
@@ -12,6 +12,7 @@ pub mod compare;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod http1;
 pub mod matrix;
 pub mod merge;
 pub mod outcome;
@@ -131,6 +132,7 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         user_start: opts.user_start,
         warmup: opts.warmup,
         threads: opts.threads,
+        engine: opts.engine,
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(&label, counters.clone(), plan.total_requests(), opts.quiet);
@@ -168,6 +170,7 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         timeout_ms: opts.timeout_ms,
         user_start: target.with_user_ids().then_some(opts.user_start),
         strategy: opts.admin_token.as_ref().map(|_| opts.strategy.clone()),
+        engine: opts.engine,
     };
     let report = Report::new(info, &result, sale.as_ref())?;
     let mut files = report.write(&opts.out)?;

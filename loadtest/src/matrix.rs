@@ -92,6 +92,7 @@ pub async fn run(opts: &MatrixOpts) -> Result<(MatrixReport, Vec<PathBuf>), Load
                     user_start: opts.user_start,
                     warmup: None,
                     threads: opts.threads,
+                    engine: opts.engine,
                 };
                 let counters = Arc::new(Counters::default());
                 let progress =
@@ -115,6 +116,7 @@ pub async fn run(opts: &MatrixOpts) -> Result<(MatrixReport, Vec<PathBuf>), Load
                     timeout_ms: opts.timeout_ms,
                     user_start: Some(opts.user_start),
                     strategy: Some(strategy.clone()),
+                    engine: opts.engine,
                 };
                 let step = Report::new(info, &result, sale.as_ref())?;
                 if !opts.quiet {

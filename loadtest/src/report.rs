@@ -19,7 +19,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use serde::{Deserialize, Serialize};
 
 use crate::control::Sale;
-use crate::engine::{RunResult, new_histogram};
+use crate::engine::{Engine, RunResult, Second, new_histogram};
 use crate::error::LoadtestError;
 use crate::outcome::Outcomes;
 
@@ -178,6 +178,10 @@ pub struct Report {
     pub timeout_ms: u64,
     /// First user id sent; `None` when requests carried no user id.
     pub user_start: Option<u64>,
+    /// The HTTP engine that drove the run (reports written before there was a choice
+    /// were driven by hyper).
+    #[serde(default = "legacy_engine")]
+    pub engine: Engine,
     pub requests: u64,
     pub responses: u64,
     pub errors: u64,
@@ -204,7 +208,77 @@ pub struct Report {
     /// Labels of the reports this one merges (empty for a single run).
     #[serde(default)]
     pub merged_from: Vec<String>,
+    /// What ended in each second of the run (by the time the request ended).
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
     pub histogram: SerializedHistogram,
+}
+
+fn legacy_engine() -> Engine {
+    Engine::Hyper
+}
+
+/// Errors in one second of the timeline, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineErrors {
+    pub http_4xx: u64,
+    pub http_5xx: u64,
+    pub timeout: u64,
+    pub connect_error: u64,
+    pub io_error: u64,
+}
+
+/// One second of the run: the requests that ended in `[t_s, t_s + 1)` s after the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub t_s: u64,
+    pub requests: u64,
+    pub ordered: u64,
+    pub sold_out: u64,
+    pub already_ordered: u64,
+    pub other: u64,
+    pub errors: TimelineErrors,
+    /// Latency of the answers that ended in this second; null when none did.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl TimelineEntry {
+    pub fn from_seconds(seconds: &[Second]) -> Vec<Self> {
+        seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| {
+                let o = &s.outcomes;
+                let at = |q: f64| {
+                    (!s.latency.is_empty())
+                        .then(|| round3(s.latency.value_at_quantile(q) as f64 / 1000.0))
+                };
+                Self {
+                    t_s: t as u64,
+                    requests: o.total(),
+                    ordered: o.ordered,
+                    sold_out: o.sold_out,
+                    already_ordered: o.already_ordered,
+                    other: o.other,
+                    errors: TimelineErrors {
+                        http_4xx: o.http_4xx,
+                        http_5xx: o.http_5xx,
+                        timeout: o.timeout,
+                        connect_error: o.connect_error,
+                        io_error: o.io_error,
+                    },
+                    p50_ms: at(0.50),
+                    p99_ms: at(0.99),
+                }
+            })
+            .collect()
+    }
+
+    pub fn error_count(&self) -> u64 {
+        let e = &self.errors;
+        e.http_4xx + e.http_5xx + e.timeout + e.connect_error + e.io_error
+    }
 }
 
 /// How a run was configured, for the report.
@@ -221,6 +295,7 @@ pub struct RunInfo {
     pub timeout_ms: u64,
     pub user_start: Option<u64>,
     pub strategy: Option<String>,
+    pub engine: Engine,
 }
 
 impl Report {
@@ -245,6 +320,7 @@ impl Report {
             duration_s: info.duration_s,
             timeout_ms: info.timeout_ms,
             user_start: info.user_start,
+            engine: info.engine,
             requests: result.requests,
             responses,
             errors: result.outcomes.errors(),
@@ -263,6 +339,7 @@ impl Report {
             machine: Machine::this(),
             started_at: rfc3339(result.started_at),
             merged_from: Vec::new(),
+            timeline: TimelineEntry::from_seconds(&result.timeline),
             histogram: SerializedHistogram::encode(&result.histogram)?,
         };
         report.set_store(sale);

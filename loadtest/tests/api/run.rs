@@ -16,12 +16,12 @@ use serde_json::json;
 use crate::helpers::{FakeSale, Faults, TOKEN, closed_port, run, serve};
 
 #[derive(Deserialize)]
-struct Buyer {
-    user: u64,
+pub struct Buyer {
+    pub user: u64,
 }
 
 /// Answers by `user % 7`, one class each; class 6 never answers in time.
-async fn known_answers(Query(Buyer { user }): Query<Buyer>) -> Response {
+pub async fn known_answers(Query(Buyer { user }): Query<Buyer>) -> Response {
     let body = |v: serde_json::Value| axum::Json(v).into_response();
     match user % 7 {
         0 => body(json!({"outcome": "ordered", "order_id": "x", "user_id": user})),
@@ -123,6 +123,7 @@ async fn requests_to_a_closed_port_are_connect_errors() {
         user_start: 1,
         warmup: None,
         threads: 2,
+        engine: engine::Engine::Own,
     };
 
     let result = engine::run(&plan, Arc::new(Counters::default()), || async { Ok(()) })
