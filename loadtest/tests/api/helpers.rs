@@ -137,6 +137,16 @@ async fn buy(
     )
 }
 
+/// Prometheus text: orders held (a gauge) and resets (a counter).
+async fn metrics(State(state): State<Arc<Mutex<SaleState>>>) -> String {
+    let s = state.lock().unwrap();
+    format!(
+        "# TYPE sale_orders gauge\nsale_orders {}\n# TYPE sale_resets_total counter\nsale_resets_total {}\n",
+        s.orders.len(),
+        s.resets.len()
+    )
+}
+
 async fn sale(State(state): State<Arc<Mutex<SaleState>>>) -> Json<Value> {
     let s = state.lock().unwrap();
     let orders = s.orders.len() as u64;
@@ -220,6 +230,8 @@ impl FakeSale {
             .route("/http/buy", get(buy))
             .route("/mq/buy", get(buy))
             .route("/buy", get(buy))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics))
             .route("/sale", get(sale))
             .route("/sale/orders", get(sale_orders))
             .route("/admin/sale", post(admin))

@@ -392,3 +392,54 @@ async fn an_open_loop_sends_on_schedule() {
     );
     assert_eq!(sale.orders(), (1..=40).collect());
 }
+
+#[tokio::test]
+async fn sold_out_first_sells_the_stock_before_the_clock_and_measures_after() {
+    let sale = FakeSale::start(5, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+
+    let report = run(
+        out.path(),
+        &[
+            &sale.url("/http/buy"),
+            "-c",
+            "3",
+            "-n",
+            "30",
+            "--admin-token",
+            TOKEN,
+            "--stock",
+            "5",
+            "--sold-out-first",
+        ],
+    )
+    .await;
+
+    // Every measured buyer came after the last unit was gone.
+    assert_eq!(report.outcomes.sold_out, 30, "{:?}", report.outcomes);
+    assert_eq!(report.scenario, "after-sell-out");
+    let orders = sale.orders();
+    assert_eq!(orders.len(), 5);
+    assert!(
+        orders
+            .iter()
+            .all(|u| *u >= loadtest::control::SELL_OUT_USER_BASE)
+    );
+    assert_eq!((report.oversold, report.lost_orders), (Some(0), Some(0)));
+    let md = std::fs::read_to_string(out.path().join(format!("{}.md", report.label))).unwrap();
+    assert!(md.contains("Scenario: after-sell-out"), "{md}");
+}
+
+#[tokio::test]
+async fn sold_out_first_without_a_token_is_a_usage_error() {
+    let sale = FakeSale::start(5, Faults::default()).await;
+
+    let err = loadtest::run(&crate::helpers::run_opts(&[
+        &sale.url("/http/buy"),
+        "--sold-out-first",
+    ]))
+    .await
+    .unwrap_err();
+
+    assert!(matches!(err, loadtest::LoadtestError::Usage(_)), "{err}");
+}
