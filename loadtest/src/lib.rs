@@ -2,10 +2,13 @@
 //!
 //! - [`engine`] drives the target: keep-alive HTTP/1.1 connections (the own client of
 //!   [`http1`], or hyper), closed or open loop, one HDR histogram and timeline per thread;
-//! - [`control`] resets and reads the sale through the target's origin (reqwest);
-//! - [`report`] turns a run into the JSON and Markdown report; [`plot`] draws SVGs;
-//! - [`compare`], [`merge`] and [`matrix`] build on reports;
-//! - [`cli`] holds the options, and [`execute`] runs one command. `main` only prints.
+//! - [`control`] resets, sells out and reads the sale through the target's origin
+//!   (reqwest); [`metrics`] scrapes Prometheus endpoints around a run;
+//! - [`report`] turns a run into the JSON and Markdown report; [`check`] judges it
+//!   (`--check`); [`timeline`] places markers on it; [`plot`] draws SVGs;
+//! - [`compare`], [`merge`], [`matrix`] and [`repeats`] build on reports;
+//! - [`cli`] holds the options, and [`execute`] runs one command. `main` only prints and
+//!   picks the exit code.
 
 pub mod check;
 pub mod cli;

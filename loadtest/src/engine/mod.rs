@@ -1,7 +1,7 @@
 //! The hot loop: concurrent clients, each on its own keep-alive HTTP/1 connection.
 //!
-//! Two engines speak HTTP: [`own`] (the default, a lean HTTP/1.1 client) and [`hyper`]
-//! (the reference); both sit behind the [`Connection`] trait, so the loops, deadlines and
+//! Two engines speak HTTP: `own` (the default, a lean HTTP/1.1 client) and `hyper`
+//! (the reference); both sit behind the `Connection` trait, so the loops, deadlines and
 //! accounting below are the same for both.
 //!
 //! Invariants:
