@@ -258,3 +258,33 @@ async fn a_body_slower_than_the_timeout_and_a_server_that_never_answers_time_out
         assert_eq!(r.responses, 0);
     }
 }
+
+#[tokio::test]
+async fn a_body_larger_than_the_read_buffer_is_read_whole_by_both_engines() {
+    // 100 KB, past the own engine's 16 KB read buffer; chunked for odd users.
+    let (addr, _) = raw_server(|user, _| {
+        let pad = "x".repeat(100_000);
+        let body =
+            format!(r#"{{"outcome":"ordered","order_id":"o","user_id":{user},"pad":"{pad}"}}"#);
+        if user % 2 == 1 {
+            Reply::chunked(&body, 30_000)
+        } else {
+            Reply::with_length(&body)
+        }
+    })
+    .await;
+    let url = format!("http://{addr}/buy");
+
+    let reports = run_both(&[&url, "-c", "2", "-n", "20"]).await;
+
+    for r in &reports {
+        assert_eq!(
+            r.outcomes.ordered,
+            20,
+            "{}: {:?}",
+            r.engine.name(),
+            r.outcomes
+        );
+        assert_eq!(r.ordered_users, 20);
+    }
+}
