@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::CheckResult;
 use crate::report::Report;
 
 /// Median and range of one measure over a row's runs.
@@ -76,6 +77,10 @@ pub struct Row {
     pub orders_in_store: Spread,
     /// Whether every check of every run passed (true without checks).
     pub checks_pass: bool,
+    /// Per check: the median of the runs' measured values, and pass only when every run
+    /// passed.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
 }
 
 impl Row {
@@ -118,8 +123,33 @@ impl Row {
             lost_orders_exact: runs.iter().all(|r| r.lost_orders_exact),
             orders_in_store: values(|r| r.orders_in_store.unwrap_or(0) as f64),
             checks_pass: runs.iter().all(|r| r.checks_pass()),
+            checks: row_checks(runs),
         }
     }
+}
+
+/// The row's verdict on each check its runs carry (matched by expression).
+fn row_checks(runs: &[&Report]) -> Vec<CheckResult> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .checks
+        .iter()
+        .map(|c| {
+            let same: Vec<&CheckResult> = runs
+                .iter()
+                .filter_map(|r| r.checks.iter().find(|x| x.expr == c.expr))
+                .collect();
+            let values: Option<Vec<f64>> = same.iter().map(|x| x.value).collect();
+            CheckResult {
+                expr: c.expr.clone(),
+                value: values.map(|v| Spread::of(&v).median),
+                unit: c.unit.clone(),
+                pass: same.len() == runs.len() && same.iter().all(|x| x.pass),
+            }
+        })
+        .collect()
 }
 
 /// Groups runs into rows by key, in the order rows first appear; `label` names a row from

@@ -261,6 +261,15 @@ async fn repeated_rows_carry_a_median_and_a_spread_and_compare_to_themselves_wit
         assert!(t.min <= t.median && t.median <= t.max, "{t:?}");
         assert_eq!(row.oversold, Some(0));
         assert!(row.checks_pass);
+        assert_eq!(row.checks.len(), 1);
+        assert_eq!(
+            (
+                row.checks[0].expr.as_str(),
+                row.checks[0].value,
+                row.checks[0].pass
+            ),
+            ("oversold==0", Some(0.0), true)
+        );
     }
     assert_eq!(report.rows[0].label, "rep-conditional-http-c2");
     let md = std::fs::read_to_string(out.path().join("rep.md")).unwrap();
