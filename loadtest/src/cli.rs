@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::check::{Check, parse_check};
+use crate::engine::Engine;
+use crate::timeline::{Mark, parse_mark};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "loadtest",
@@ -121,6 +125,37 @@ pub struct RunOpts {
     #[arg(long, env = "FLASHSALE_THREADS", default_value_t = 0)]
     pub threads: usize,
 
+    /// HTTP engine of the hot loop: `own` (a lean HTTP/1.1 client) or `hyper` (the
+    /// reference).
+    #[arg(long, env = "FLASHSALE_ENGINE", value_enum, default_value_t = Engine::Own)]
+    pub engine: Engine,
+
+    /// A pass/fail check on the result, repeatable: `oversold==0`, `lost==0`,
+    /// `p99<250ms`, `errors<=0.1%`, `rps>=1000` (operators < <= > >= == !=). A failed
+    /// check makes the exit code 3.
+    #[arg(long = "check", env = "FLASHSALE_CHECK", value_parser = parse_check, value_delimiter = ',')]
+    pub checks: Vec<Check>,
+
+    /// After resetting the sale, sell the whole stock (buyers from 2^41 on) before the
+    /// clock starts, then measure: the "after sell-out" scenario. Needs --admin-token.
+    #[arg(long, env = "FLASHSALE_SOLD_OUT_FIRST")]
+    pub sold_out_first: bool,
+
+    /// Scrape this Prometheus text endpoint before and after the run and put the
+    /// counter increases and gauge values in the report (repeatable).
+    #[arg(long = "metrics", env = "FLASHSALE_METRICS", value_delimiter = ',')]
+    pub metrics: Vec<String>,
+
+    /// A marker on the timeline, repeatable: "12s: node 2 killed" (offset from the start).
+    #[arg(long = "mark", env = "FLASHSALE_MARK", value_parser = parse_mark)]
+    pub marks: Vec<Mark>,
+
+    /// A file of markers a script appends to while the run goes on, one per line:
+    /// `<unix epoch seconds, fractional allowed> <text>` (e.g. `echo "$(date +%s.%N) node 2
+    /// killed" >> marks`); read when the run ends.
+    #[arg(long, env = "FLASHSALE_MARKS_FILE")]
+    pub marks_file: Option<PathBuf>,
+
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
     pub quiet: bool,
@@ -183,9 +218,19 @@ pub struct MatrixOpts {
     )]
     pub concurrency: Vec<usize>,
 
-    /// Requests per client in every step (siege's -r).
-    #[arg(long, short = 'r', env = "FLASHSALE_REPETITIONS", default_value_t = 10)]
-    pub repetitions: u64,
+    /// Requests per client in every step (siege's -r). Default 10 unless -t is given.
+    #[arg(
+        long,
+        short = 'r',
+        env = "FLASHSALE_REPETITIONS",
+        conflicts_with = "duration"
+    )]
+    pub repetitions: Option<u64>,
+
+    /// Drive every step for this long instead of -r (e.g. 10s): the "every buy writes"
+    /// scenario is `--stock 1000000 --concurrency 100 -t 10s`.
+    #[arg(short = 't', long, env = "FLASHSALE_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
 
     /// Strategies (comma-separated).
     #[arg(
@@ -225,6 +270,59 @@ pub struct MatrixOpts {
     /// Generator threads (each a single-threaded runtime); 0 means one per core.
     #[arg(long, env = "FLASHSALE_THREADS", default_value_t = 0)]
     pub threads: usize,
+
+    /// HTTP engine of the hot loop: `own` (a lean HTTP/1.1 client) or `hyper` (the
+    /// reference).
+    #[arg(long, env = "FLASHSALE_ENGINE", value_enum, default_value_t = Engine::Own)]
+    pub engine: Engine,
+
+    /// A pass/fail check on every row (on each run of a row with --repeat), repeatable:
+    /// `oversold==0`, `lost==0`, `p99<250ms`, `errors<=0.1%`, `rps>=1000` (operators < <= > >= == !=). A failed
+    /// check makes the exit code 3.
+    #[arg(long = "check", env = "FLASHSALE_CHECK", value_parser = parse_check, value_delimiter = ',')]
+    pub checks: Vec<Check>,
+
+    /// After resetting the sale, sell the whole stock (buyers from 2^41 on) before the
+    /// clock starts, then measure: the "after sell-out" scenario. Needs --admin-token.
+    #[arg(long, env = "FLASHSALE_SOLD_OUT_FIRST")]
+    pub sold_out_first: bool,
+
+    /// Scrape this Prometheus text endpoint before and after every run and put the
+    /// counter increases and gauge values in the report (repeatable).
+    #[arg(long = "metrics", env = "FLASHSALE_METRICS", value_delimiter = ',')]
+    pub metrics: Vec<String>,
+
+    /// Run every row this many times; the table shows the median and the min-max spread.
+    #[arg(long, env = "FLASHSALE_REPEAT", default_value_t = 1)]
+    pub repeat: u32,
+
+    /// Worker batch sizes to measure (a stack dimension; needs --reconfigure for more
+    /// than one value), e.g. 1,64.
+    #[arg(long, env = "FLASHSALE_BATCH", value_delimiter = ',')]
+    pub batch: Vec<String>,
+
+    /// Front tier sold-out gate settings to measure (stack dimension): off,on.
+    #[arg(long, env = "FLASHSALE_GATE", value_delimiter = ',')]
+    pub gate: Vec<String>,
+
+    /// Worker process counts to measure (stack dimension), e.g. 1,2,4.
+    #[arg(long, env = "FLASHSALE_WORKERS", value_delimiter = ',')]
+    pub workers: Vec<String>,
+
+    /// Request queue types to measure (stack dimension): classic,quorum.
+    #[arg(long, env = "FLASHSALE_QUEUE_TYPE", value_delimiter = ',')]
+    pub queue_type: Vec<String>,
+
+    /// Command that reconfigures and restarts the stack, run with `sh -c` before each
+    /// combination of the stack dimensions, with FLASHSALE_BATCH, FLASHSALE_SOLD_OUT_GATE,
+    /// FLASHSALE_WORKERS and FLASHSALE_QUEUE_TYPE set to that combination (unset for a
+    /// dimension not in use). It must exit 0; then TARGET/healthz must answer 200.
+    #[arg(long, env = "FLASHSALE_RECONFIGURE")]
+    pub reconfigure: Option<String>,
+
+    /// Longest wait for TARGET/healthz to answer 200 after --reconfigure, in seconds.
+    #[arg(long, env = "FLASHSALE_READY_TIMEOUT_S", default_value_t = 120)]
+    pub ready_timeout_s: u64,
 
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
@@ -276,7 +374,10 @@ mod tests {
             panic!("not matrix")
         };
         assert_eq!(m.concurrency, vec![100, 300, 500]);
-        assert_eq!(m.repetitions, 10);
+        assert_eq!(m.repetitions, None);
+        assert_eq!(m.duration, None);
+        assert_eq!(m.repeat, 1);
+        assert!(m.batch.is_empty() && m.gate.is_empty() && m.workers.is_empty());
         assert_eq!(m.stock, 100);
         assert_eq!(m.routes, vec!["http", "mq"]);
         assert_eq!(m.strategies, vec!["count-insert", "conditional"]);

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::LoadtestError;
+use crate::target::Target;
+
+/// Buyers of the sell-out phase (`--sold-out-first`) use ids from here on: far from the
+/// measured ids (from 1) and from the warm-up's (from 2^40).
+pub const SELL_OUT_USER_BASE: u64 = 1 << 41;
+
+/// Buys in flight at once while selling out.
+const SELL_OUT_CONCURRENCY: usize = 64;
 
 /// The sale's state as the store sees it (`GET /sale`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +130,12 @@ impl Control {
         }
     }
 
+    /// Whether `GET /healthz` answers 200 now.
+    pub async fn healthy(&self) -> bool {
+        let url = format!("{}/healthz", self.origin);
+        matches!(self.client.get(&url).send().await, Ok(r) if r.status().is_success())
+    }
+
     /// Reads `GET /sale`. `Ok(None)` when the target has no sale endpoint (not found, or
     /// not the sale JSON): the caller reports the store as not read.
     pub async fn read_sale(&self) -> Result<Option<Sale>, LoadtestError> {
@@ -145,6 +159,61 @@ impl Control {
             return Ok(None);
         }
         Ok(response.json::<T>().await.ok())
+    }
+
+    /// Sells the whole stock through `target` (buyers from [`SELL_OUT_USER_BASE`] on),
+    /// until `/sale` shows as many orders as units: the "after sell-out" scenario starts
+    /// from there. Fails when the target has no `/sale` or stops selling.
+    pub async fn sell_out(&self, target: &Target) -> Result<(), LoadtestError> {
+        let sale_url = format!("{}/sale", self.origin);
+        let mut next = SELL_OUT_USER_BASE;
+        let mut last_orders = None;
+        let mut stalled = 0;
+        loop {
+            let Some(sale) = self.read_sale().await? else {
+                return Err(LoadtestError::Control {
+                    url: sale_url,
+                    reason: "the target has no /sale: --sold-out-first cannot tell when the \
+                             stock is sold"
+                        .into(),
+                });
+            };
+            if sale.orders >= sale.stock {
+                return Ok(());
+            }
+            if last_orders == Some(sale.orders) {
+                stalled += 1;
+                if stalled >= 5 {
+                    return Err(LoadtestError::Control {
+                        url: sale_url,
+                        reason: format!(
+                            "--sold-out-first: the sale stays at {} of {} orders; is the route serving?",
+                            sale.orders, sale.stock
+                        ),
+                    });
+                }
+            } else {
+                stalled = 0;
+            }
+            last_orders = Some(sale.orders);
+            let round = (sale.stock - sale.orders).min(10_000);
+            let mut buys = tokio::task::JoinSet::new();
+            for _ in 0..round {
+                while buys.len() >= SELL_OUT_CONCURRENCY {
+                    buys.join_next().await;
+                }
+                let url = format!("{}{}", self.origin, target.request_uri(next));
+                next += 1;
+                let client = self.client.clone();
+                // Each answer is read to the end; its outcome does not matter, `/sale` does.
+                buys.spawn(async move {
+                    if let Ok(response) = client.get(url).send().await {
+                        let _ = response.bytes().await;
+                    }
+                });
+            }
+            while buys.join_next().await.is_some() {}
+        }
     }
 
     /// Reads every buyer the store holds, page by page, from `GET /sale/orders`.

@@ -56,6 +56,20 @@ pub enum LoadtestError {
     #[error("report histogram is unusable: {0}")]
     Histogram(String),
 
+    #[error("usage: {0}")]
+    Usage(String),
+
+    #[error(
+        "scraping metrics from {url} failed: {reason}; pass a Prometheus text endpoint with --metrics"
+    )]
+    Metrics { url: String, reason: String },
+
+    #[error("cannot read the marks file {}: {reason}", path.display())]
+    Marks { path: PathBuf, reason: String },
+
+    #[error("--reconfigure failed: {0}")]
+    Reconfigure(String),
+
     #[error("cannot draw plot {}: {reason}", path.display())]
     Plot { path: PathBuf, reason: String },
 }

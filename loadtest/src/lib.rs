@@ -1,24 +1,32 @@
 //! `loadtest`: the flash-sale service's load generator and report tool.
 //!
-//! - [`engine`] drives the target: keep-alive hyper HTTP/1 connections, closed or open
-//!   loop, one HDR histogram per client;
-//! - [`control`] resets and reads the sale through the target's origin (reqwest);
-//! - [`report`] turns a run into the JSON and Markdown report; [`plot`] draws SVGs;
-//! - [`compare`], [`merge`] and [`matrix`] build on reports;
-//! - [`cli`] holds the options, and [`execute`] runs one command. `main` only prints.
+//! - [`engine`] drives the target: keep-alive HTTP/1.1 connections (the own client of
+//!   [`http1`], or hyper), closed or open loop, one HDR histogram and timeline per thread;
+//! - [`control`] resets, sells out and reads the sale through the target's origin
+//!   (reqwest); [`metrics`] scrapes Prometheus endpoints around a run;
+//! - [`report`] turns a run into the JSON and Markdown report; [`check`] judges it
+//!   (`--check`); [`timeline`] places markers on it; [`plot`] draws SVGs;
+//! - [`compare`], [`merge`], [`matrix`] and [`repeats`] build on reports;
+//! - [`cli`] holds the options, and [`execute`] runs one command. `main` only prints and
+//!   picks the exit code.
 
+pub mod check;
 pub mod cli;
 pub mod compare;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod http1;
 pub mod matrix;
 pub mod merge;
+pub mod metrics;
 pub mod outcome;
 pub mod plot;
 pub mod progress;
+pub mod repeats;
 pub mod report;
 pub mod target;
+pub mod timeline;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,6 +81,17 @@ impl fmt::Display for Output {
     }
 }
 
+impl Output {
+    /// Whether every `--check` passed (true for commands without checks).
+    pub fn checks_pass(&self) -> bool {
+        match self {
+            Output::Run { report, .. } => report.checks_pass(),
+            Output::Matrix { report, .. } => report.checks_pass(),
+            Output::Compare { .. } | Output::Merge { .. } => true,
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn execute(opts: Opts) -> Result<Output, LoadtestError> {
     match opts.command {
@@ -97,6 +116,11 @@ pub async fn execute(opts: Opts) -> Result<Output, LoadtestError> {
 
 /// `loadtest run`: reset (with a token), drive, read the store, write the report.
 pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError> {
+    if opts.sold_out_first && opts.admin_token.is_none() {
+        return Err(LoadtestError::Usage(
+            "--sold-out-first resets the sale and sells it out first: pass --admin-token".into(),
+        ));
+    }
     let target = Target::parse(&opts.url, !opts.no_user_ids)?;
     let stop = match (opts.repetitions, opts.requests, opts.duration) {
         (_, Some(n), _) => Stop::Requests(n),
@@ -120,6 +144,9 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
     report::ensure_writable(&opts.out)?;
     let addr = preflight(&target).await?;
     let control = Control::new(&target.origin, control_timeout(opts.timeout_ms))?;
+    let scraper = metrics::Scraper::new(control_timeout(opts.timeout_ms))?;
+    // A wrong --metrics URL fails here, before any load.
+    scraper.scrape_all(&opts.metrics).await?;
 
     let plan = Plan {
         target: target.clone(),
@@ -131,18 +158,20 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         user_start: opts.user_start,
         warmup: opts.warmup,
         threads: opts.threads,
+        engine: opts.engine,
     };
-    let counters = Arc::new(Counters::default());
-    let progress = Progress::start(&label, counters.clone(), plan.total_requests(), opts.quiet);
-    let result = engine::run(&plan, counters, || async {
-        match &opts.admin_token {
-            Some(token) => control.reset_sale(token, opts.stock, &opts.strategy).await,
-            None => Ok(()),
-        }
-    })
-    .await;
-    progress.finish();
-    let result = result?;
+    let prepare = Prepare {
+        control: &control,
+        target: &target,
+        reset: opts
+            .admin_token
+            .as_deref()
+            .map(|token| (token, opts.stock, opts.strategy.as_str())),
+        sold_out_first: opts.sold_out_first,
+        scraper: &scraper,
+        metrics: &opts.metrics,
+    };
+    let (result, before) = measure(&plan, &label, opts.quiet, &prepare).await?;
 
     let sale = read_store(
         &control,
@@ -168,8 +197,20 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         timeout_ms: opts.timeout_ms,
         user_start: target.with_user_ids().then_some(opts.user_start),
         strategy: opts.admin_token.as_ref().map(|_| opts.strategy.clone()),
+        engine: opts.engine,
+        sold_out_first: opts.sold_out_first,
+        reset_stock: opts.admin_token.as_ref().map(|_| opts.stock),
+        dimensions: Default::default(),
     };
-    let report = Report::new(info, &result, sale.as_ref())?;
+    let mut report = Report::new(info, &result, sale.as_ref())?;
+    report.marks = timeline::collect_marks(
+        &opts.marks,
+        opts.marks_file.as_deref(),
+        result.started_at,
+        result.elapsed,
+    );
+    report.server_metrics = scraper.deltas(&opts.metrics, &before).await;
+    report.checks = check::evaluate(&opts.checks, &report);
     let mut files = report.write(&opts.out)?;
     let svg = opts.out.join(format!("{}-latency.svg", report.label));
     plot::latency_percentiles(
@@ -178,12 +219,53 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         std::slice::from_ref(&report),
     )?;
     files.push(svg);
+    let svg = opts.out.join(format!("{}-timeline.svg", report.label));
+    plot::timeline(&svg, &report)?;
+    files.push(svg);
     Ok((report, files))
 }
 
+/// What happens between connecting and starting the clock.
+pub struct Prepare<'a> {
+    pub control: &'a Control,
+    pub target: &'a Target,
+    /// Reset the sale to (token, stock, strategy).
+    pub reset: Option<(&'a str, u64, &'a str)>,
+    pub sold_out_first: bool,
+    pub scraper: &'a metrics::Scraper,
+    pub metrics: &'a [String],
+}
+
+/// Runs one measured step: connect (and warm up), then reset the sale, sell it out if
+/// asked, scrape the metrics endpoints, and start the clock. Returns the result and the
+/// before-run scrapes.
+pub async fn measure(
+    plan: &Plan,
+    label: &str,
+    quiet: bool,
+    prepare: &Prepare<'_>,
+) -> Result<(engine::RunResult, Vec<metrics::Scrape>), LoadtestError> {
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(label, counters.clone(), plan.total_requests(), quiet);
+    let mut before = Vec::new();
+    let result = engine::run(plan, counters, || async {
+        if let Some((token, stock, strategy)) = prepare.reset {
+            prepare.control.reset_sale(token, stock, strategy).await?;
+            if prepare.sold_out_first {
+                prepare.control.sell_out(prepare.target).await?;
+            }
+        }
+        before = prepare.scraper.scrape_all(prepare.metrics).await?;
+        Ok(())
+    })
+    .await;
+    progress.finish();
+    Ok((result?, before))
+}
+
 fn compare(opts: &CompareOpts) -> Result<Output, LoadtestError> {
-    let reports = compare::load_reports(&opts.reports)?;
-    let table = compare::table(&reports);
+    let loaded = compare::load(&opts.reports)?;
+    let table = compare::table(&loaded);
     let mut files = Vec::new();
     if let Some(path) = &opts.markdown {
         let dir = path

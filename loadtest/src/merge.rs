@@ -8,7 +8,7 @@
 use crate::engine::new_histogram;
 use crate::error::LoadtestError;
 use crate::outcome::Outcomes;
-use crate::report::{Latency, Report, SerializedHistogram, rate, round3};
+use crate::report::{Latency, Report, SerializedHistogram, TimelineEntry, rate, round3};
 
 /// Merges `reports` into one report named `label`.
 pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
@@ -80,7 +80,45 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
             .min()
             .unwrap_or_default(),
         merged_from: reports.iter().map(|r| r.label.clone()).collect(),
+        timeline: merge_timelines(reports),
         histogram: SerializedHistogram::encode(&histogram)?,
         ..first.clone()
     })
+}
+
+/// Adds the runs' timelines second by second (the runs overlapped, each from its own
+/// start). The per-second percentiles are not kept as histograms, so they cannot be
+/// merged exactly: the merged ones are null.
+fn merge_timelines(reports: &[Report]) -> Vec<TimelineEntry> {
+    let mut merged: Vec<TimelineEntry> = Vec::new();
+    for r in reports {
+        for e in &r.timeline {
+            let i = e.t_s as usize;
+            while merged.len() <= i {
+                merged.push(TimelineEntry {
+                    t_s: merged.len() as u64,
+                    requests: 0,
+                    ordered: 0,
+                    sold_out: 0,
+                    already_ordered: 0,
+                    other: 0,
+                    errors: Default::default(),
+                    p50_ms: None,
+                    p99_ms: None,
+                });
+            }
+            let m = &mut merged[i];
+            m.requests += e.requests;
+            m.ordered += e.ordered;
+            m.sold_out += e.sold_out;
+            m.already_ordered += e.already_ordered;
+            m.other += e.other;
+            m.errors.http_4xx += e.errors.http_4xx;
+            m.errors.http_5xx += e.errors.http_5xx;
+            m.errors.timeout += e.errors.timeout;
+            m.errors.connect_error += e.errors.connect_error;
+            m.errors.io_error += e.errors.io_error;
+        }
+    }
+    merged
 }

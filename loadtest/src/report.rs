@@ -7,6 +7,7 @@
 //! buyers answered `ordered` that the store's order count cannot account for (a lower
 //! bound: the store only reports a count); it must be 0.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Cursor;
@@ -18,10 +19,13 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
+use crate::check::CheckResult;
 use crate::control::Sale;
-use crate::engine::{RunResult, new_histogram};
+use crate::engine::{Engine, RunResult, Second, new_histogram};
 use crate::error::LoadtestError;
+use crate::metrics::ServerMetrics;
 use crate::outcome::Outcomes;
+use crate::timeline::Mark;
 
 /// Version of the report layout; bumped when a field changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -178,6 +182,19 @@ pub struct Report {
     pub timeout_ms: u64,
     /// First user id sent; `None` when requests carried no user id.
     pub user_start: Option<u64>,
+    /// The HTTP engine that drove the run (reports written before there was a choice
+    /// were driven by hyper).
+    #[serde(default = "legacy_engine")]
+    pub engine: Engine,
+    /// What was measured: `contended` (a reset sale with fewer units than requests),
+    /// `every-buy-writes` (stock at least the requests sent), `after-sell-out` (the stock
+    /// was sold before the clock started), or `no-reset` (the sale was not reset).
+    #[serde(default)]
+    pub scenario: String,
+    /// The stack's settings this run measured (matrix dimensions such as `batch`, `gate`,
+    /// `workers`, `queue_type`); empty when not set by the load tester.
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
     pub requests: u64,
     pub responses: u64,
     pub errors: u64,
@@ -204,7 +221,116 @@ pub struct Report {
     /// Labels of the reports this one merges (empty for a single run).
     #[serde(default)]
     pub merged_from: Vec<String>,
+    /// What ended in each second of the run (by the time the request ended).
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+    /// Markers on the timeline (`--mark`, `--marks-file`), in seconds from the start.
+    #[serde(default)]
+    pub marks: Vec<Mark>,
+    /// `--check` verdicts.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Per `--metrics` URL: counter increases and gauge values over the run.
+    #[serde(default)]
+    pub server_metrics: BTreeMap<String, ServerMetrics>,
     pub histogram: SerializedHistogram,
+}
+
+/// Scenario names (see `Report::scenario`).
+pub const SCENARIO_CONTENDED: &str = "contended";
+pub const SCENARIO_EVERY_BUY_WRITES: &str = "every-buy-writes";
+pub const SCENARIO_AFTER_SELL_OUT: &str = "after-sell-out";
+pub const SCENARIO_NO_RESET: &str = "no-reset";
+
+/// Names what a run measured, from how it was set up and how many requests it sent.
+pub fn scenario(reset: bool, sold_out_first: bool, stock: u64, requests: u64) -> String {
+    match (reset, sold_out_first) {
+        (false, _) => SCENARIO_NO_RESET,
+        (true, true) => SCENARIO_AFTER_SELL_OUT,
+        (true, false) if stock >= requests => SCENARIO_EVERY_BUY_WRITES,
+        (true, false) => SCENARIO_CONTENDED,
+    }
+    .to_string()
+}
+
+/// One line saying what a scenario is, for the Markdown.
+pub fn describe_scenario(scenario: &str) -> &'static str {
+    match scenario {
+        SCENARIO_CONTENDED => "contended sale: fewer units than buyers",
+        SCENARIO_EVERY_BUY_WRITES => "every buy writes: stock at least the requests sent",
+        SCENARIO_AFTER_SELL_OUT => {
+            "after sell-out: the whole stock was sold before the clock started"
+        }
+        SCENARIO_NO_RESET => "the sale was not reset by the load tester",
+        _ => "unknown",
+    }
+}
+
+fn legacy_engine() -> Engine {
+    Engine::Hyper
+}
+
+/// Errors in one second of the timeline, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineErrors {
+    pub http_4xx: u64,
+    pub http_5xx: u64,
+    pub timeout: u64,
+    pub connect_error: u64,
+    pub io_error: u64,
+}
+
+/// One second of the run: the requests that ended in `[t_s, t_s + 1)` s after the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub t_s: u64,
+    pub requests: u64,
+    pub ordered: u64,
+    pub sold_out: u64,
+    pub already_ordered: u64,
+    pub other: u64,
+    pub errors: TimelineErrors,
+    /// Latency of the answers that ended in this second; null when none did.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl TimelineEntry {
+    pub fn from_seconds(seconds: &[Second]) -> Vec<Self> {
+        seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| {
+                let o = &s.outcomes;
+                let at = |q: f64| {
+                    (!s.latency.is_empty())
+                        .then(|| round3(s.latency.value_at_quantile(q) as f64 / 1000.0))
+                };
+                Self {
+                    t_s: t as u64,
+                    requests: o.total(),
+                    ordered: o.ordered,
+                    sold_out: o.sold_out,
+                    already_ordered: o.already_ordered,
+                    other: o.other,
+                    errors: TimelineErrors {
+                        http_4xx: o.http_4xx,
+                        http_5xx: o.http_5xx,
+                        timeout: o.timeout,
+                        connect_error: o.connect_error,
+                        io_error: o.io_error,
+                    },
+                    p50_ms: at(0.50),
+                    p99_ms: at(0.99),
+                }
+            })
+            .collect()
+    }
+
+    pub fn error_count(&self) -> u64 {
+        let e = &self.errors;
+        e.http_4xx + e.http_5xx + e.timeout + e.connect_error + e.io_error
+    }
 }
 
 /// How a run was configured, for the report.
@@ -221,6 +347,12 @@ pub struct RunInfo {
     pub timeout_ms: u64,
     pub user_start: Option<u64>,
     pub strategy: Option<String>,
+    pub engine: Engine,
+    /// Whether the stock was sold out before the clock started (`--sold-out-first`).
+    pub sold_out_first: bool,
+    /// The stock the sale was reset to (with a reset).
+    pub reset_stock: Option<u64>,
+    pub dimensions: BTreeMap<String, String>,
 }
 
 impl Report {
@@ -245,6 +377,14 @@ impl Report {
             duration_s: info.duration_s,
             timeout_ms: info.timeout_ms,
             user_start: info.user_start,
+            engine: info.engine,
+            scenario: scenario(
+                info.reset_stock.is_some(),
+                info.sold_out_first,
+                info.reset_stock.unwrap_or(0),
+                result.requests,
+            ),
+            dimensions: info.dimensions,
             requests: result.requests,
             responses,
             errors: result.outcomes.errors(),
@@ -263,6 +403,10 @@ impl Report {
             machine: Machine::this(),
             started_at: rfc3339(result.started_at),
             merged_from: Vec::new(),
+            timeline: TimelineEntry::from_seconds(&result.timeline),
+            marks: Vec::new(),
+            checks: Vec::new(),
+            server_metrics: BTreeMap::new(),
             histogram: SerializedHistogram::encode(&result.histogram)?,
         };
         report.set_store(sale);
@@ -329,6 +473,25 @@ impl Report {
             self.started_at,
             self.machine.describe()
         );
+        let _ = writeln!(
+            md,
+            "Scenario: {} ({}). Engine: {}.\n",
+            if self.scenario.is_empty() {
+                "unknown"
+            } else {
+                &self.scenario
+            },
+            describe_scenario(&self.scenario),
+            self.engine.name()
+        );
+        if !self.dimensions.is_empty() {
+            let dims: Vec<String> = self
+                .dimensions
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(md, "Stack: {}.\n", dims.join(", "));
+        }
         if !self.merged_from.is_empty() {
             let _ = writeln!(md, "Merged from: {}.\n", self.merged_from.join(", "));
         }
@@ -391,7 +554,31 @@ impl Report {
             o.connect_error,
             o.io_error
         );
+        if !self.marks.is_empty() {
+            let _ = writeln!(md, "\nMarkers:\n");
+            for m in &self.marks {
+                let _ = writeln!(md, "- {:.3} s: {}", m.t_s, m.text);
+            }
+        }
+        if !self.server_metrics.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nServer metrics ({} endpoint(s), counters as increases during the run) are in the JSON report under `server_metrics`.",
+                self.server_metrics.len()
+            );
+        }
+        if !self.checks.is_empty() {
+            let _ = writeln!(md, "\nChecks:\n");
+            for c in &self.checks {
+                let _ = writeln!(md, "- {c}");
+            }
+        }
         md
+    }
+
+    /// Whether every check passed (true without checks).
+    pub fn checks_pass(&self) -> bool {
+        self.checks.iter().all(|c| c.pass)
     }
 
     /// `-c 100 -r 10`-style description of the load.

@@ -84,6 +84,12 @@ impl Target {
         self.with_user_ids
     }
 
+    /// The request target up to where the user id goes (the whole request target when
+    /// requests carry no user id).
+    pub fn request_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The request target (origin-form) for one request.
     pub fn request_uri(&self, user: u64) -> Uri {
         if !self.with_user_ids {

@@ -137,6 +137,16 @@ async fn buy(
     )
 }
 
+/// Prometheus text: orders held (a gauge) and resets (a counter).
+async fn metrics(State(state): State<Arc<Mutex<SaleState>>>) -> String {
+    let s = state.lock().unwrap();
+    format!(
+        "# TYPE sale_orders gauge\nsale_orders {}\n# TYPE sale_resets_total counter\nsale_resets_total {}\n",
+        s.orders.len(),
+        s.resets.len()
+    )
+}
+
 async fn sale(State(state): State<Arc<Mutex<SaleState>>>) -> Json<Value> {
     let s = state.lock().unwrap();
     let orders = s.orders.len() as u64;
@@ -220,6 +230,8 @@ impl FakeSale {
             .route("/http/buy", get(buy))
             .route("/mq/buy", get(buy))
             .route("/buy", get(buy))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics))
             .route("/sale", get(sale))
             .route("/sale/orders", get(sale_orders))
             .route("/admin/sale", post(admin))
@@ -242,4 +254,125 @@ impl FakeSale {
     pub fn resets(&self) -> Vec<(u64, String, usize)> {
         self.state.lock().unwrap().resets.clone()
     }
+}
+
+/// What a raw test server sends for one request.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    /// Close the connection after sending (without saying so unless `bytes` does).
+    pub close: bool,
+    /// Send the first `n` bytes, wait this long, then the rest (a slow body).
+    pub pause: Option<(usize, std::time::Duration)>,
+    /// Never answer (the connection stays open until the client gives up).
+    pub hang: bool,
+}
+
+impl Reply {
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            ..Self::default()
+        }
+    }
+
+    /// `200` with a `Content-Length` body.
+    pub fn with_length(body: &str) -> Self {
+        Self::bytes(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    /// `200` with `body` sent as chunks of at most `chunk` bytes.
+    pub fn chunked(body: &str, chunk: usize) -> Self {
+        let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in body.as_bytes().chunks(chunk) {
+            out.extend(format!("{:x}\r\n", part.len()).as_bytes());
+            out.extend(part);
+            out.extend(b"\r\n");
+        }
+        out.extend(b"0\r\n\r\n");
+        Self::bytes(out)
+    }
+}
+
+/// A raw HTTP/1.1 test server on 127.0.0.1:0: reads each request head and sends what
+/// `respond(user, nth request on this connection)` says. Returns the address and the
+/// number of requests carrying a user id it has read.
+pub async fn raw_server<F>(respond: F) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>)
+where
+    F: Fn(u64, u64) -> Reply + Send + Sync + 'static,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let respond = Arc::new(respond);
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (respond, seen) = (respond.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut nth = 0;
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    buf.drain(..head_end);
+                    let user = head
+                        .split_once("user=")
+                        .map(|(_, rest)| {
+                            rest.chars()
+                                .take_while(char::is_ascii_digit)
+                                .collect::<String>()
+                        })
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(0);
+                    // Control calls (`GET /sale` after the run) carry no user id.
+                    if head.contains("user=") {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let reply = respond(user, nth);
+                    nth += 1;
+                    if reply.hang {
+                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        return;
+                    }
+                    let sent = match reply.pause {
+                        Some((n, pause)) => {
+                            let n = n.min(reply.bytes.len());
+                            let first = socket.write_all(&reply.bytes[..n]).await;
+                            tokio::time::sleep(pause).await;
+                            match first {
+                                Ok(()) => socket.write_all(&reply.bytes[n..]).await,
+                                e => e,
+                            }
+                        }
+                        None => socket.write_all(&reply.bytes).await,
+                    };
+                    if sent.is_err() || reply.close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A buy answer body.
+pub fn buy_body(outcome: &str, user: u64) -> String {
+    json!({"outcome": outcome, "order_id": format!("o{user}"), "user_id": user}).to_string()
 }

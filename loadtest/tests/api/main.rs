@@ -2,10 +2,14 @@
 //! each test. One test binary (modules below) keeps link time low.
 
 mod binary;
+mod checks;
+mod engines;
 mod errors;
 mod helpers;
 mod matrix;
 mod merge;
+mod metrics;
 mod open_loop;
 mod report_schema;
 mod run;
+mod timeline;

@@ -90,3 +90,237 @@ async fn the_matrix_runs_every_step_and_writes_one_combined_report() {
         "{table}"
     );
 }
+
+fn matrix_opts(sale: &FakeSale, out: &std::path::Path, extra: &[&str]) -> Opts {
+    let mut argv = vec![
+        "loadtest",
+        "matrix",
+        &sale.origin,
+        "--admin-token",
+        TOKEN,
+        "--out",
+        out.to_str().unwrap(),
+        "--drain-interval-ms",
+        "20",
+        "-q",
+    ];
+    argv.extend(extra);
+    Opts::parse_from(argv)
+}
+
+fn load_matrix(path: std::path::PathBuf) -> MatrixReport {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn stack_dimensions_reconfigure_before_each_combination_and_label_the_rows() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("reconfigured.log");
+    let command = format!(
+        "echo \"$FLASHSALE_BATCH $FLASHSALE_SOLD_OUT_GATE ${{FLASHSALE_WORKERS:-unset}}\" >> {}",
+        log.display()
+    );
+    let opts = matrix_opts(
+        &sale,
+        out.path(),
+        &[
+            "--label",
+            "dims",
+            "--stock",
+            "3",
+            "--concurrency",
+            "2",
+            "-r",
+            "2",
+            "--routes",
+            "http",
+            "--strategies",
+            "conditional",
+            "--batch",
+            "1,64",
+            "--gate",
+            "on",
+            "--reconfigure",
+            &command,
+        ],
+    );
+
+    loadtest::execute(opts).await.unwrap();
+
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, "1 on unset\n64 on unset\n");
+    let report = load_matrix(out.path().join("dims.json"));
+    assert_eq!(report.dimensions, vec!["batch", "gate"]);
+    let labels: Vec<&str> = report.steps.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "dims-b1-gon-conditional-http-c2",
+            "dims-b64-gon-conditional-http-c2"
+        ]
+    );
+    assert_eq!(report.steps[1].dimensions["batch"], "64");
+    assert_eq!(report.steps[1].scenario, "contended");
+    let md = std::fs::read_to_string(out.path().join("dims.md")).unwrap();
+    let header = md.lines().find(|l| l.starts_with("| batch")).unwrap();
+    assert!(
+        header.contains("| gate") && header.contains("| route"),
+        "{md}"
+    );
+    assert!(md.contains("Scenario `contended`"), "{md}");
+}
+
+#[tokio::test]
+async fn a_reconfigure_command_that_fails_stops_the_matrix_with_its_status() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let opts = matrix_opts(
+        &sale,
+        out.path(),
+        &["--workers", "1,2", "--reconfigure", "exit 7"],
+    );
+
+    let err = loadtest::execute(opts).await.unwrap_err();
+
+    assert!(
+        matches!(err, loadtest::LoadtestError::Reconfigure(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("exit status: 7"), "{err}");
+    assert!(err.to_string().contains("workers=1"), "{err}");
+    assert!(sale.resets().is_empty(), "nothing ran");
+}
+
+#[tokio::test]
+async fn several_values_of_a_stack_dimension_without_reconfigure_exit_2() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    let origin = sale.origin.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .args([
+                "matrix",
+                &origin,
+                "--admin-token",
+                TOKEN,
+                "--gate",
+                "off,on",
+            ])
+            .env_remove("FLASHSALE_RECONFIGURE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--reconfigure"), "{stderr}");
+    assert!(sale.resets().is_empty());
+}
+
+#[tokio::test]
+async fn repeated_rows_carry_a_median_and_a_spread_and_compare_to_themselves_within_noise() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let opts = matrix_opts(
+        &sale,
+        out.path(),
+        &[
+            "--label",
+            "rep",
+            "--stock",
+            "2",
+            "--concurrency",
+            "2,3",
+            "-r",
+            "2",
+            "--routes",
+            "http",
+            "--strategies",
+            "conditional",
+            "--repeat",
+            "3",
+            "--check",
+            "oversold==0",
+        ],
+    );
+
+    loadtest::execute(opts).await.unwrap();
+
+    let report = load_matrix(out.path().join("rep.json"));
+    assert_eq!(report.steps.len(), 6);
+    // Repeats are interleaved with the other rows.
+    assert!(report.steps[0].label.ends_with("c2-run1"));
+    assert!(report.steps[1].label.ends_with("c3-run1"));
+    assert_eq!(report.rows.len(), 2);
+    for row in &report.rows {
+        assert_eq!(row.runs, 3);
+        let t = row.throughput_rps;
+        assert!(t.min <= t.median && t.median <= t.max, "{t:?}");
+        assert_eq!(row.oversold, Some(0));
+        assert!(row.checks_pass);
+        assert_eq!(row.checks.len(), 1);
+        assert_eq!(
+            (
+                row.checks[0].expr.as_str(),
+                row.checks[0].value,
+                row.checks[0].pass
+            ),
+            ("oversold==0", Some(0.0), true)
+        );
+    }
+    assert_eq!(report.rows[0].label, "rep-conditional-http-c2");
+    let md = std::fs::read_to_string(out.path().join("rep.md")).unwrap();
+    assert!(md.contains("median (min-max)"), "{md}");
+    let path = out.path().join("rep.json");
+    let compare = Opts::parse_from([
+        "loadtest",
+        "compare",
+        path.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let table = loadtest::execute(compare).await.unwrap().to_string();
+    assert_eq!(table.matches("within noise").count(), 6, "{table}");
+    assert!(!table.contains("| real"), "{table}");
+}
+
+#[tokio::test]
+async fn a_timed_matrix_where_every_buy_writes_says_so() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let opts = matrix_opts(
+        &sale,
+        out.path(),
+        &[
+            "--label",
+            "writes",
+            "--stock",
+            "1000000",
+            "--concurrency",
+            "2",
+            "-t",
+            "200ms",
+            "--routes",
+            "mq",
+            "--strategies",
+            "conditional",
+        ],
+    );
+
+    loadtest::execute(opts).await.unwrap();
+
+    let report = load_matrix(out.path().join("writes.json"));
+    let step = &report.steps[0];
+    assert_eq!((report.repetitions, report.duration_s), (None, Some(0.2)));
+    assert_eq!(step.duration_s, Some(0.2));
+    assert!(step.requests > 0);
+    assert_eq!(step.outcomes.ordered, step.requests);
+    assert_eq!(step.scenario, "every-buy-writes");
+    let md = std::fs::read_to_string(out.path().join("writes.md")).unwrap();
+    assert!(
+        md.contains("-t 0.2s per row") && md.contains("every buy writes"),
+        "{md}"
+    );
+}

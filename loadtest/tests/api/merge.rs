@@ -81,6 +81,26 @@ async fn merging_two_reports_gives_the_histogram_of_all_their_requests() {
         (Some(100), Some(0))
     );
     assert_eq!(merged.elapsed_s, a.elapsed_s.max(b.elapsed_s));
+    // The timelines add up second by second; per-second percentiles are not merged.
+    assert_eq!(merged.timeline.iter().map(|e| e.requests).sum::<u64>(), 100);
+    assert!(merged.timeline.iter().all(|e| e.p99_ms.is_none()));
+
+    // Two single runs: compare shows both, and cannot call a difference real or noise.
+    let compare = Opts::parse_from([
+        "loadtest",
+        "compare",
+        out.path().join("a.json").to_str().unwrap(),
+        out.path().join("b.json").to_str().unwrap(),
+    ]);
+    let table = loadtest::execute(compare).await.unwrap().to_string();
+    assert_eq!(
+        table
+            .matches("unknown (a single run: repeat to tell)")
+            .count(),
+        3,
+        "{table}"
+    );
+    assert!(table.contains("| a -> b"), "{table}");
 }
 
 #[tokio::test]

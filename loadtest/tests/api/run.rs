@@ -16,12 +16,12 @@ use serde_json::json;
 use crate::helpers::{FakeSale, Faults, TOKEN, closed_port, run, serve};
 
 #[derive(Deserialize)]
-struct Buyer {
-    user: u64,
+pub struct Buyer {
+    pub user: u64,
 }
 
 /// Answers by `user % 7`, one class each; class 6 never answers in time.
-async fn known_answers(Query(Buyer { user }): Query<Buyer>) -> Response {
+pub async fn known_answers(Query(Buyer { user }): Query<Buyer>) -> Response {
     let body = |v: serde_json::Value| axum::Json(v).into_response();
     match user % 7 {
         0 => body(json!({"outcome": "ordered", "order_id": "x", "user_id": user})),
@@ -123,6 +123,7 @@ async fn requests_to_a_closed_port_are_connect_errors() {
         user_start: 1,
         warmup: None,
         threads: 2,
+        engine: engine::Engine::Own,
     };
 
     let result = engine::run(&plan, Arc::new(Counters::default()), || async { Ok(()) })
@@ -390,4 +391,55 @@ async fn an_open_loop_sends_on_schedule() {
         report.elapsed_s
     );
     assert_eq!(sale.orders(), (1..=40).collect());
+}
+
+#[tokio::test]
+async fn sold_out_first_sells_the_stock_before_the_clock_and_measures_after() {
+    let sale = FakeSale::start(5, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+
+    let report = run(
+        out.path(),
+        &[
+            &sale.url("/http/buy"),
+            "-c",
+            "3",
+            "-n",
+            "30",
+            "--admin-token",
+            TOKEN,
+            "--stock",
+            "5",
+            "--sold-out-first",
+        ],
+    )
+    .await;
+
+    // Every measured buyer came after the last unit was gone.
+    assert_eq!(report.outcomes.sold_out, 30, "{:?}", report.outcomes);
+    assert_eq!(report.scenario, "after-sell-out");
+    let orders = sale.orders();
+    assert_eq!(orders.len(), 5);
+    assert!(
+        orders
+            .iter()
+            .all(|u| *u >= loadtest::control::SELL_OUT_USER_BASE)
+    );
+    assert_eq!((report.oversold, report.lost_orders), (Some(0), Some(0)));
+    let md = std::fs::read_to_string(out.path().join(format!("{}.md", report.label))).unwrap();
+    assert!(md.contains("Scenario: after-sell-out"), "{md}");
+}
+
+#[tokio::test]
+async fn sold_out_first_without_a_token_is_a_usage_error() {
+    let sale = FakeSale::start(5, Faults::default()).await;
+
+    let err = loadtest::run(&crate::helpers::run_opts(&[
+        &sale.url("/http/buy"),
+        "--sold-out-first",
+    ]))
+    .await
+    .unwrap_err();
+
+    assert!(matches!(err, loadtest::LoadtestError::Usage(_)), "{err}");
 }

@@ -1,8 +1,12 @@
 //! The hot loop: concurrent clients, each on its own keep-alive HTTP/1 connection.
 //!
+//! Two engines speak HTTP: `own` (the default, a lean HTTP/1.1 client) and `hyper`
+//! (the reference); both sit behind the `Connection` trait, so the loops, deadlines and
+//! accounting below are the same for both.
+//!
 //! Invariants:
-//! - one hyper connection per client, reused across requests (reconnect only after the
-//!   server closed it, a broken connection, or a timeout);
+//! - one connection per client, reused across requests (reconnect only after the server
+//!   closed it, a broken connection, or a timeout);
 //! - every request has a deadline (`Plan::timeout`), connect included, so a run ends only
 //!   when every request sent has been answered or has timed out: `run` joins all clients;
 //! - the clock starts after every client has connected (and warmed up), and after the
@@ -11,8 +15,12 @@
 //!   open loop: request `i` is due at `start + i / rate` and its latency is measured from
 //!   that intended time, so a stalled server shows in the percentiles (coordinated
 //!   omission corrected, as wrk2 does);
-//! - each client keeps its own histogram and counts (no locks in the loop); they are
-//!   merged at the end.
+//! - the clients of one thread share one histogram, one set of counts and one timeline
+//!   (no locks in the loop); threads are merged at the end;
+//! - the timeline buckets each request by the second (since the start) in which it ended.
+
+mod hyper;
+mod own;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -23,20 +31,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
+use ::hyper::header::HeaderValue;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HOST, HeaderValue};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Barrier, oneshot, watch};
 use tokio::task::{JoinSet, LocalSet};
 use tokio::time::Sleep;
 
 use crate::error::LoadtestError;
-use crate::outcome::{Outcome, Outcomes, classify};
+use crate::http1::RequestTemplate;
+use crate::outcome::{Outcome, Outcomes};
 use crate::target::Target;
 
 /// Warm-up requests use user ids from here on, far from any run's ids, so a warm-up
@@ -45,6 +49,26 @@ pub const WARMUP_USER_BASE: u64 = 1 << 40;
 
 /// Highest latency the histogram tracks exactly (one hour, in microseconds).
 const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+
+/// Which HTTP client drives the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The lean HTTP/1.1 client (default).
+    #[default]
+    Own,
+    /// hyper's HTTP/1 client connection (the reference).
+    Hyper,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Own => "own",
+            Engine::Hyper => "hyper",
+        }
+    }
+}
 
 /// When a run stops sending.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +96,7 @@ pub struct Plan {
     pub warmup: Option<Duration>,
     /// Generator threads; 0 means one per core.
     pub threads: usize,
+    pub engine: Engine,
 }
 
 impl Plan {
@@ -117,6 +142,32 @@ pub struct Counters {
     pub errors: AtomicU64,
 }
 
+/// One second of the run: what ended in it.
+#[derive(Debug, Clone)]
+pub struct Second {
+    pub outcomes: Outcomes,
+    /// Latency of the answered requests that ended in this second (µs, 2 significant
+    /// digits: enough for a per-second p50/p99, and small enough to keep one per second).
+    pub latency: Histogram<u32>,
+}
+
+impl Second {
+    fn new() -> Self {
+        Self {
+            outcomes: Outcomes::default(),
+            latency: Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 2)
+                .expect("constant histogram bounds are valid"),
+        }
+    }
+
+    fn merge(&mut self, other: &Second) {
+        self.outcomes.add(&other.outcomes);
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share bounds");
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -131,6 +182,8 @@ pub struct RunResult {
     pub outcomes: Outcomes,
     /// Distinct user ids answered `ordered`, sorted.
     pub ordered_users: Vec<u64>,
+    /// Second `i` holds the requests that ended in `[i, i + 1)` s after the start.
+    pub timeline: Vec<Second>,
 }
 
 /// A fresh latency histogram (microseconds, 1 µs .. 1 h, 3 significant digits).
@@ -144,9 +197,12 @@ enum Gate {
     Abort,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     target: Target,
+    /// The `Host` header (hyper engine).
     host: HeaderValue,
+    /// The request bytes (own engine).
+    request: RequestTemplate,
     addr: SocketAddr,
     timeout: Duration,
     stop: Stop,
@@ -158,6 +214,15 @@ struct Shared {
     warm_user: AtomicU64,
     warmup_until: Option<Instant>,
     counters: Arc<Counters>,
+}
+
+/// One client's HTTP connection, as the loops use it. `attempt` makes one request,
+/// (re)connecting as needed; the caller bounds it with the request's deadline.
+pub(crate) trait Connection: Sized {
+    fn new(shared: &Shared) -> Self;
+    async fn connect(&mut self, shared: &Shared) -> Result<(), ()>;
+    async fn attempt(&mut self, shared: &Shared, user: u64) -> (Outcome, Option<u64>);
+    fn close(&mut self);
 }
 
 /// Runs the plan. `before_measure` runs once every client is connected and warmed up,
@@ -180,6 +245,7 @@ where
     let shared = Arc::new(Shared {
         target: plan.target.clone(),
         host,
+        request: RequestTemplate::new(&plan.target),
         addr: plan.addr,
         timeout: plan.timeout,
         stop: plan.stop,
@@ -211,6 +277,7 @@ where
         let (tx, rx) = oneshot::channel();
         let (shared, ready, gate_rx) = (shared.clone(), ready.clone(), gate_rx.clone());
         let concurrency = plan.concurrency;
+        let engine = plan.engine;
         std::thread::Builder::new()
             .name(format!("loadtest-{t}"))
             .spawn(move || {
@@ -221,13 +288,17 @@ where
                 local.block_on(&runtime, async {
                     let mut clients = JoinSet::new();
                     for index in (t..concurrency).step_by(threads) {
-                        clients.spawn_local(client(
+                        let args = (
                             shared.clone(),
                             index as u64,
                             ready.clone(),
                             gate_rx.clone(),
                             results.clone(),
-                        ));
+                        );
+                        match engine {
+                            Engine::Own => clients.spawn_local(client::<own::OwnConn>(args)),
+                            Engine::Hyper => clients.spawn_local(client::<hyper::HyperConn>(args)),
+                        };
                     }
                     // A client never panics by design; if one did, its work is lost, not
                     // the run.
@@ -264,6 +335,7 @@ where
         histogram,
         outcomes,
         mut ordered_users,
+        timeline,
         ..
     } = all;
     let elapsed = start.elapsed();
@@ -276,6 +348,7 @@ where
         histogram,
         outcomes,
         ordered_users,
+        timeline,
     })
 }
 
@@ -283,6 +356,7 @@ struct ClientResult {
     histogram: Histogram<u64>,
     outcomes: Outcomes,
     ordered_users: Vec<u64>,
+    timeline: Vec<Second>,
     pending_done: u64,
     pending_errors: u64,
 }
@@ -296,6 +370,7 @@ impl ClientResult {
             histogram: new_histogram(),
             outcomes: Outcomes::default(),
             ordered_users: Vec::new(),
+            timeline: Vec::new(),
             pending_done: 0,
             pending_errors: 0,
         }
@@ -307,15 +382,37 @@ impl ClientResult {
             .expect("histograms share bounds");
         self.outcomes.add(&other.outcomes);
         self.ordered_users.extend(other.ordered_users);
+        if self.timeline.len() < other.timeline.len() {
+            self.timeline.resize_with(other.timeline.len(), Second::new);
+        }
+        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
+            mine.merge(theirs);
+        }
     }
 
-    fn record(&mut self, shared: &Shared, outcome: Outcome, latency: Duration, user: Option<u64>) {
+    /// Records one request that ended at `end` (`start`: the run's start).
+    fn record(
+        &mut self,
+        shared: &Shared,
+        outcome: Outcome,
+        latency: Duration,
+        user: Option<u64>,
+        start: Instant,
+        end: Instant,
+    ) {
         self.outcomes.record(outcome);
+        let second = end.saturating_duration_since(start).as_secs() as usize;
+        if second >= self.timeline.len() {
+            self.timeline.resize_with(second + 1, Second::new);
+        }
+        let bucket = &mut self.timeline[second];
+        bucket.outcomes.record(outcome);
         if outcome.answered() {
             let us = u64::try_from(latency.as_micros())
                 .unwrap_or(u64::MAX)
                 .max(1);
             self.histogram.saturating_record(us);
+            bucket.latency.saturating_record(us);
         }
         if outcome == Outcome::Ordered
             && let Some(user) = user
@@ -346,135 +443,14 @@ impl ClientResult {
     }
 }
 
-async fn client(
-    shared: Arc<Shared>,
-    index: u64,
-    ready: Arc<Barrier>,
-    mut gate: watch::Receiver<Gate>,
-    results: Rc<RefCell<ClientResult>>,
-) {
-    let mut conn = Conn {
-        sender: None,
-        connection: None,
-        timer: Box::pin(tokio::time::sleep(shared.timeout)),
-    };
-    // Connect before the clock starts; a failure here shows up as the first request's
-    // connect error.
-    let _ = tokio::time::timeout(shared.timeout, conn.connect(shared.addr)).await;
-    if let Some(until) = shared.warmup_until {
-        while Instant::now() < until {
-            let user = shared.warm_user.fetch_add(1, Relaxed);
-            conn.exchange(&shared, user, Instant::now()).await;
-        }
-    }
-    ready.wait().await;
-    let start = match gate.wait_for(|g| !matches!(g, Gate::Wait)).await.as_deref() {
-        Ok(Gate::Go(start)) => *start,
-        _ => return,
-    };
-    match shared.rate {
-        None => closed_loop(&shared, &mut conn, &results, start).await,
-        Some(rate) => open_loop(&shared, &mut conn, &results, start, index, rate).await,
-    }
-    results.borrow_mut().flush(&shared);
-    conn.close();
-}
-
-async fn closed_loop(
-    shared: &Shared,
-    conn: &mut Conn,
-    result: &RefCell<ClientResult>,
-    start: Instant,
-) {
-    let mut sent = 0u64;
-    loop {
-        let go = match shared.stop {
-            Stop::Repetitions(r) => sent < r,
-            Stop::Requests(n) => shared.issued.fetch_add(1, Relaxed) < n,
-            Stop::Duration(d) => start.elapsed() < d,
-        };
-        if !go {
-            break;
-        }
-        sent += 1;
-        let user = shared.next_user.fetch_add(1, Relaxed);
-        let sent_at = Instant::now();
-        let (outcome, named) = conn.exchange(shared, user, sent_at).await;
-        result.borrow_mut().record(
-            shared,
-            outcome,
-            sent_at.elapsed(),
-            buyer(shared, named, user),
-        );
-    }
-}
-
-async fn open_loop(
-    shared: &Shared,
-    conn: &mut Conn,
-    result: &RefCell<ClientResult>,
-    start: Instant,
-    index: u64,
-    rate: f64,
-) {
-    let total = match shared.stop {
-        Stop::Repetitions(r) => r.saturating_mul(shared.concurrency),
-        Stop::Requests(n) => n,
-        Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
-    };
-    // Client k owns requests k, k + c, k + 2c, ... of one global schedule, as wrk2 does.
-    let mut i = index;
-    while i < total {
-        let intended = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(intended.into()).await;
-        let user = shared.user_start + i;
-        let (outcome, named) = conn.exchange(shared, user, Instant::now()).await;
-        // From the intended send time: time spent queued behind a slow answer counts.
-        result.borrow_mut().record(
-            shared,
-            outcome,
-            intended.elapsed(),
-            buyer(shared, named, user),
-        );
-        i += shared.concurrency;
-    }
-}
-
-/// Who bought: the id the answer names, else the id sent (when ids are sent at all).
-fn buyer(shared: &Shared, named: Option<u64>, sent: u64) -> Option<u64> {
-    named.or(shared.target.with_user_ids().then_some(sent))
-}
-
-/// The hyper connection future: it does the socket I/O for its `SendRequest`.
-type Connection = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>;
-
-/// One client's connection; `None` until connected or after it was dropped.
-///
-/// The connection future is polled inline, in the client's own task, while a request is
-/// in flight (rather than spawned as a task of its own): one task wake-up per answer
-/// instead of two cross-task hand-offs, which is what keeps the generator off the
-/// critical path at 100k+ requests/s.
-struct Conn {
-    sender: Option<SendRequest<Empty<Bytes>>>,
-    connection: Option<Pin<Box<Connection>>>,
+/// A connection with its request deadline timer.
+struct Client<C> {
+    conn: C,
     /// The request deadline timer, re-armed lazily (see `exchange`).
     timer: Pin<Box<Sleep>>,
 }
 
-impl Conn {
-    async fn connect(&mut self, addr: SocketAddr) -> Result<(), ()> {
-        self.close();
-        let (sender, connection) = connect(addr).await?;
-        self.sender = Some(sender);
-        self.connection = Some(Box::pin(connection));
-        Ok(())
-    }
-
-    fn close(&mut self) {
-        self.sender = None;
-        self.connection = None;
-    }
-
+impl<C: Connection> Client<C> {
     /// One request with its deadline. Returns the outcome and the user id the answer named.
     ///
     /// The timer is not re-armed per request (that is a timer-wheel update each time):
@@ -492,8 +468,7 @@ impl Conn {
         }
         let answer = {
             let mut timer = self.timer.as_mut();
-            let (sender, connection) = (&mut self.sender, &mut self.connection);
-            let mut attempt = std::pin::pin!(attempt(sender, connection, shared, user));
+            let mut attempt = std::pin::pin!(self.conn.attempt(shared, user));
             loop {
                 tokio::select! {
                     biased;
@@ -509,110 +484,114 @@ impl Conn {
         };
         answer.unwrap_or_else(|| {
             // The answer may still arrive on this connection; start clean instead.
-            self.close();
+            self.conn.close();
             (Outcome::Timeout, None)
         })
     }
 }
 
-type Sender = Option<SendRequest<Empty<Bytes>>>;
-type Driver = Option<Pin<Box<Connection>>>;
+type ClientArgs = (
+    Arc<Shared>,
+    u64,
+    Arc<Barrier>,
+    watch::Receiver<Gate>,
+    Rc<RefCell<ClientResult>>,
+);
 
-/// Whether the kept-alive connection can take a request; `false` when the server has
-/// closed it meanwhile (not an error: the caller reconnects).
-async fn usable(sender: &mut Sender, connection: &mut Driver) -> bool {
-    let (Some(sender), Some(connection)) = (sender.as_mut(), connection.as_mut()) else {
-        return false;
+async fn client<C: Connection>((shared, index, ready, mut gate, results): ClientArgs) {
+    let mut client = Client {
+        conn: C::new(&shared),
+        timer: Box::pin(tokio::time::sleep(shared.timeout)),
     };
-    if sender.is_ready() {
-        return true;
+    // Connect before the clock starts; a failure here shows up as the first request's
+    // connect error.
+    let _ = tokio::time::timeout(shared.timeout, client.conn.connect(&shared)).await;
+    if let Some(until) = shared.warmup_until {
+        while Instant::now() < until {
+            let user = shared.warm_user.fetch_add(1, Relaxed);
+            client.exchange(&shared, user, Instant::now()).await;
+        }
     }
-    tokio::select! {
-        biased;
-        ready = sender.ready() => ready.is_ok(),
-        _ = connection.as_mut() => false,
+    ready.wait().await;
+    let start = match gate.wait_for(|g| !matches!(g, Gate::Wait)).await.as_deref() {
+        Ok(Gate::Go(start)) => *start,
+        _ => return,
+    };
+    match shared.rate {
+        None => closed_loop(&shared, &mut client, &results, start).await,
+        Some(rate) => open_loop(&shared, &mut client, &results, start, index, rate).await,
     }
+    results.borrow_mut().flush(&shared);
+    client.conn.close();
 }
 
-async fn connect(addr: SocketAddr) -> Result<(SendRequest<Empty<Bytes>>, Connection), ()> {
-    let stream = TcpStream::connect(addr).await.map_err(drop)?;
-    // Small requests and answers: do not let Nagle hold them back.
-    let _ = stream.set_nodelay(true);
-    hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(drop)
-}
-
-async fn attempt(
-    sender_slot: &mut Sender,
-    connection_slot: &mut Driver,
+async fn closed_loop<C: Connection>(
     shared: &Shared,
-    user: u64,
-) -> (Outcome, Option<u64>) {
-    if !usable(sender_slot, connection_slot).await {
-        *sender_slot = None;
-        *connection_slot = None;
-        match connect(shared.addr).await {
-            Ok((sender, connection)) => {
-                *sender_slot = Some(sender);
-                *connection_slot = Some(Box::pin(connection));
-            }
-            Err(()) => return (Outcome::ConnectError, None),
-        }
-    }
-    let (Some(sender), Some(connection)) = (sender_slot.as_mut(), connection_slot.as_mut()) else {
-        return (Outcome::ConnectError, None);
-    };
-    let mut request = Request::new(Empty::new());
-    *request.uri_mut() = shared.target.request_uri(user);
-    request.headers_mut().insert(HOST, shared.host.clone());
-    let mut ended = false;
-    let answer = {
-        let exchange = async {
-            sender.ready().await.map_err(drop)?;
-            let response = sender.send_request(request).await.map_err(drop)?;
-            let status = response.status().as_u16();
-            let body = read_body(response.into_body()).await?;
-            Ok::<_, ()>(classify(status, &body))
+    client: &mut Client<C>,
+    result: &RefCell<ClientResult>,
+    start: Instant,
+) {
+    let mut sent = 0u64;
+    loop {
+        let go = match shared.stop {
+            Stop::Repetitions(r) => sent < r,
+            Stop::Requests(n) => shared.issued.fetch_add(1, Relaxed) < n,
+            Stop::Duration(d) => start.elapsed() < d,
         };
-        let mut exchange = std::pin::pin!(exchange);
-        tokio::select! {
-            biased;
-            answer = &mut exchange => answer,
-            // The connection ended (e.g. `Connection: close` after the last answer): what
-            // it already delivered is still readable, so finish from that.
-            _ = connection.as_mut() => {
-                ended = true;
-                exchange.await
-            }
+        if !go {
+            break;
         }
-    };
-    if ended || answer.is_err() {
-        *sender_slot = None;
-        *connection_slot = None;
+        sent += 1;
+        let user = shared.next_user.fetch_add(1, Relaxed);
+        let sent_at = Instant::now();
+        let (outcome, named) = client.exchange(shared, user, sent_at).await;
+        let end = Instant::now();
+        result.borrow_mut().record(
+            shared,
+            outcome,
+            end - sent_at,
+            buyer(shared, named, user),
+            start,
+            end,
+        );
     }
-    answer.unwrap_or((Outcome::IoError, None))
 }
 
-/// The whole body; no copy when it comes in one frame, as small answers do.
-async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ()> {
-    let mut first = Bytes::new();
-    let mut joined: Option<Vec<u8>> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(drop)?.into_data() else {
-            continue;
-        };
-        match &mut joined {
-            Some(all) => all.extend_from_slice(&data),
-            None if first.is_empty() => first = data,
-            None => {
-                let mut all = first.to_vec();
-                all.extend_from_slice(&data);
-                joined = Some(all);
-            }
-        }
+async fn open_loop<C: Connection>(
+    shared: &Shared,
+    client: &mut Client<C>,
+    result: &RefCell<ClientResult>,
+    start: Instant,
+    index: u64,
+    rate: f64,
+) {
+    let total = match shared.stop {
+        Stop::Repetitions(r) => r.saturating_mul(shared.concurrency),
+        Stop::Requests(n) => n,
+        Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
+    };
+    // Client k owns requests k, k + c, k + 2c, ... of one global schedule, as wrk2 does.
+    let mut i = index;
+    while i < total {
+        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(intended.into()).await;
+        let user = shared.user_start + i;
+        let (outcome, named) = client.exchange(shared, user, Instant::now()).await;
+        let end = Instant::now();
+        // From the intended send time: time spent queued behind a slow answer counts.
+        result.borrow_mut().record(
+            shared,
+            outcome,
+            end.saturating_duration_since(intended),
+            buyer(shared, named, user),
+            start,
+            end,
+        );
+        i += shared.concurrency;
     }
-    Ok(joined.map_or(first, Bytes::from))
+}
+
+/// Who bought: the id the answer names, else the id sent (when ids are sent at all).
+fn buyer(shared: &Shared, named: Option<u64>, sent: u64) -> Option<u64> {
+    named.or(shared.target.with_user_ids().then_some(sent))
 }
