@@ -26,9 +26,17 @@ pub const EXIT_CHECK_FAILED: u8 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Metric {
-    Latency(LatencyField),
+    Latency(LatencyClass, LatencyField),
     Count(CountField),
     Rps,
+}
+
+/// Whose latency: every answer, the accepted ones, or the refused (4xx, 5xx) ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LatencyClass {
+    All,
+    Accepted,
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,17 +158,37 @@ fn trim_number(v: f64) -> String {
     }
 }
 
-fn metric(name: &str) -> Option<Metric> {
-    use CountField as C;
+fn latency_field(name: &str) -> Option<LatencyField> {
     use LatencyField as L;
     Some(match name {
-        "min" => Metric::Latency(L::Min),
-        "mean" | "avg" => Metric::Latency(L::Mean),
-        "p50" | "median" => Metric::Latency(L::P50),
-        "p90" => Metric::Latency(L::P90),
-        "p99" => Metric::Latency(L::P99),
-        "p999" | "p99.9" => Metric::Latency(L::P999),
-        "max" | "longest" => Metric::Latency(L::Max),
+        "min" => L::Min,
+        "mean" | "avg" => L::Mean,
+        "p50" | "median" => L::P50,
+        "p90" => L::P90,
+        "p99" => L::P99,
+        "p999" | "p99.9" => L::P999,
+        "max" | "longest" => L::Max,
+        _ => return None,
+    })
+}
+
+fn metric(name: &str) -> Option<Metric> {
+    use CountField as C;
+    let (class, field) = match (
+        name.strip_prefix("accepted_"),
+        name.strip_prefix("refused_"),
+    ) {
+        (Some(field), _) => (LatencyClass::Accepted, field),
+        (_, Some(field)) => (LatencyClass::Refused, field),
+        _ => (LatencyClass::All, name),
+    };
+    if let Some(field) = latency_field(field) {
+        return Some(Metric::Latency(class, field));
+    }
+    if class != LatencyClass::All {
+        return None;
+    }
+    Some(match name {
         "rps" | "throughput" => Metric::Rps,
         "requests" => Metric::Count(C::Requests),
         "errors" => Metric::Count(C::Errors),
@@ -179,9 +207,10 @@ fn metric(name: &str) -> Option<Metric> {
     })
 }
 
-const METRICS: &str = "min, mean, p50, p90, p99, p999, max, rps, requests, errors, ordered, \
-                       sold_out, already_ordered, other, http_4xx, http_5xx, timeouts, \
-                       connect_errors, io_errors, oversold, lost";
+const METRICS: &str = "min, mean, p50, p90, p99, p999, max (each also as accepted_* for \
+                       the answers that were not an error status, refused_* for 4xx/5xx), \
+                       rps, requests, errors, ordered, sold_out, already_ordered, other, \
+                       http_4xx, http_5xx, timeouts, connect_errors, io_errors, oversold, lost";
 
 impl FromStr for Check {
     type Err = String;
@@ -222,12 +251,12 @@ impl FromStr for Check {
             return bad(format!("`{value}` is not a finite number"));
         }
         let unit = match (metric, unit) {
-            (Metric::Latency(_), "us" | "µs") => Unit::Micros,
-            (Metric::Latency(_), "ms" | "") => Unit::Millis,
-            (Metric::Latency(_), "s") => Unit::Seconds,
+            (Metric::Latency(..), "us" | "µs") => Unit::Micros,
+            (Metric::Latency(..), "ms" | "") => Unit::Millis,
+            (Metric::Latency(..), "s") => Unit::Seconds,
             (Metric::Count(_), "%") => Unit::Percent,
             (Metric::Count(_) | Metric::Rps, "") => Unit::Plain,
-            (Metric::Latency(_), u) => return bad(format!("`{u}` is not us, ms or s")),
+            (Metric::Latency(..), u) => return bad(format!("`{u}` is not us, ms or s")),
             (Metric::Count(_), u) => {
                 return bad(format!("a count takes a number or a %, not `{u}`"));
             }
@@ -259,8 +288,13 @@ impl Check {
         use LatencyField as L;
         match self.metric {
             Metric::Rps => Some(r.throughput_rps),
-            Metric::Latency(field) => {
-                let l = &r.latency_ms;
+            Metric::Latency(class, field) => {
+                // No answer of that class: no latency was measured.
+                let l = match class {
+                    LatencyClass::All => (r.responses > 0).then_some(&r.latency_ms),
+                    LatencyClass::Accepted => r.latency_accepted_ms.as_ref(),
+                    LatencyClass::Refused => r.latency_refused_ms.as_ref(),
+                }?;
                 let ms = match field {
                     L::Min => l.min,
                     L::Mean => l.mean,
@@ -270,8 +304,7 @@ impl Check {
                     L::P999 => l.p999,
                     L::Max => l.max,
                 };
-                // No answer at all: no latency was measured.
-                (r.responses > 0).then_some(match self.unit {
+                Some(match self.unit {
                     Unit::Micros => ms * 1000.0,
                     Unit::Seconds => ms / 1000.0,
                     _ => ms,

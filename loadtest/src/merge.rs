@@ -57,6 +57,9 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
         elapsed_s: round3(elapsed_s),
         throughput_rps: rate(responses, elapsed_s),
         latency_ms: Latency::from_histogram(&histogram),
+        // Only the whole histogram travels in a report: these cannot be merged.
+        latency_accepted_ms: None,
+        latency_refused_ms: None,
         outcomes,
         store_read: store.is_some(),
         stock: store.and_then(|r| r.stock),

@@ -201,6 +201,13 @@ pub struct Report {
     pub elapsed_s: f64,
     pub throughput_rps: f64,
     pub latency_ms: Latency,
+    /// Latency of the answers that were not an error status (the buys served), and of the
+    /// 4xx/5xx answers (e.g. an overloaded server's fast 503s); `None` when there were none,
+    /// or in a merged report (these histograms are not kept).
+    #[serde(default)]
+    pub latency_accepted_ms: Option<Latency>,
+    #[serde(default)]
+    pub latency_refused_ms: Option<Latency>,
     pub outcomes: Outcomes,
     /// Whether `/sale` was read after the run; when false the store fields are null.
     pub store_read: bool,
@@ -391,6 +398,10 @@ impl Report {
             elapsed_s: round3(elapsed_s),
             throughput_rps: rate(responses, elapsed_s),
             latency_ms: Latency::from_histogram(&result.histogram),
+            latency_accepted_ms: (!result.accepted.is_empty())
+                .then(|| Latency::from_histogram(&result.accepted)),
+            latency_refused_ms: (!result.refused.is_empty())
+                .then(|| Latency::from_histogram(&result.refused)),
             outcomes: result.outcomes,
             store_read: false,
             stock: None,
@@ -516,6 +527,18 @@ impl Report {
                 format!("{:.3} / {:.3}", l.p99, l.p999),
             ),
             ("longest (s)", format!("{:.3}", l.max / 1000.0)),
+            (
+                "accepted answers p50 / p99 (ms)",
+                self.latency_accepted_ms
+                    .as_ref()
+                    .map_or("-".into(), |a| format!("{:.3} / {:.3}", a.p50, a.p99)),
+            ),
+            (
+                "refused (4xx, 5xx) p50 / p99 (ms)",
+                self.latency_refused_ms
+                    .as_ref()
+                    .map_or("-".into(), |r| format!("{:.3} / {:.3}", r.p50, r.p99)),
+            ),
             ("ordered responses", self.ordered_responses.to_string()),
             ("stock", opt(&self.stock)),
             ("orders in store", opt(&self.orders_in_store)),

@@ -179,6 +179,10 @@ pub struct RunResult {
     pub started_at: SystemTime,
     /// Latency of every answered request, in microseconds.
     pub histogram: Histogram<u64>,
+    /// Of those, the answers that were not an error status (the buys served), and the
+    /// error statuses (4xx, 5xx: e.g. an overloaded server's fast 503s).
+    pub accepted: Histogram<u64>,
+    pub refused: Histogram<u64>,
     pub outcomes: Outcomes,
     /// Distinct user ids answered `ordered`, sorted.
     pub ordered_users: Vec<u64>,
@@ -333,6 +337,8 @@ where
     }
     let ClientResult {
         histogram,
+        accepted,
+        refused,
         outcomes,
         mut ordered_users,
         timeline,
@@ -346,6 +352,8 @@ where
         elapsed,
         started_at,
         histogram,
+        accepted,
+        refused,
         outcomes,
         ordered_users,
         timeline,
@@ -354,6 +362,8 @@ where
 
 struct ClientResult {
     histogram: Histogram<u64>,
+    accepted: Histogram<u64>,
+    refused: Histogram<u64>,
     outcomes: Outcomes,
     ordered_users: Vec<u64>,
     timeline: Vec<Second>,
@@ -368,6 +378,8 @@ impl ClientResult {
     fn new() -> Self {
         Self {
             histogram: new_histogram(),
+            accepted: new_histogram(),
+            refused: new_histogram(),
             outcomes: Outcomes::default(),
             ordered_users: Vec::new(),
             timeline: Vec::new(),
@@ -377,9 +389,13 @@ impl ClientResult {
     }
 
     fn merge(&mut self, other: ClientResult) {
-        self.histogram
-            .add(&other.histogram)
-            .expect("histograms share bounds");
+        for (mine, theirs) in [
+            (&mut self.histogram, &other.histogram),
+            (&mut self.accepted, &other.accepted),
+            (&mut self.refused, &other.refused),
+        ] {
+            mine.add(theirs).expect("histograms share bounds");
+        }
         self.outcomes.add(&other.outcomes);
         self.ordered_users.extend(other.ordered_users);
         if self.timeline.len() < other.timeline.len() {
@@ -413,6 +429,11 @@ impl ClientResult {
                 .max(1);
             self.histogram.saturating_record(us);
             bucket.latency.saturating_record(us);
+            if outcome.is_error() {
+                self.refused.saturating_record(us);
+            } else {
+                self.accepted.saturating_record(us);
+            }
         }
         if outcome == Outcome::Ordered
             && let Some(user) = user

@@ -186,3 +186,78 @@ async fn a_malformed_check_is_a_usage_error_before_anything_is_sent() {
     assert!(sale.orders().is_empty(), "nothing was sent");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn accepted_answers_and_refusals_are_timed_apart() {
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    // Even buyers are served after 50 ms; odd ones are refused at once with a 503, as an
+    // overloaded front tier does.
+    let addr = crate::helpers::serve(axum::Router::new().route(
+        "/buy",
+        get(
+            |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                let user: u64 = q["user"].parse().unwrap();
+                if user % 2 == 1 {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"error\":\"busy\"}".to_owned(),
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                (StatusCode::OK, crate::helpers::buy_body("sold_out", user))
+            },
+        ),
+    ))
+    .await;
+    let out = tempfile::tempdir().unwrap();
+
+    let report = run(
+        out.path(),
+        &[
+            &format!("http://{addr}/buy"),
+            "-c",
+            "8",
+            "-n",
+            "80",
+            "--check",
+            "accepted_p50>=50ms",
+            "--check",
+            "refused_p99<40ms",
+            "--check",
+            "refused_max<1s",
+        ],
+    )
+    .await;
+
+    let accepted = report
+        .latency_accepted_ms
+        .as_ref()
+        .expect("accepted answers");
+    let refused = report.latency_refused_ms.as_ref().expect("refusals");
+    assert!(accepted.p50 >= 50.0, "{accepted:?}");
+    assert!(refused.p99 < 40.0, "{refused:?}");
+    assert_eq!(report.outcomes.http_5xx, 40);
+    assert!(report.checks_pass(), "{:?}", report.checks);
+    // A class with no answers has no latency: its check fails rather than passes.
+    let none = run(
+        out.path(),
+        &[
+            &format!("http://{addr}/buy"),
+            "-c",
+            "1",
+            "-n",
+            "1",
+            "--user-start",
+            "2",
+            "--label",
+            "even",
+            "--check",
+            "refused_p99<1s",
+        ],
+    )
+    .await;
+    assert!(none.latency_refused_ms.is_none());
+    assert!(!none.checks_pass());
+}
