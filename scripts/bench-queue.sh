@@ -62,7 +62,7 @@ load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 # A failed --check (exit 3) is a result, reported in the summary; anything else stops here.
 lt() {
     local status=0
-    "$loadtest" "$@" || status=$?
+    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" "$@" || status=$?
     ((status == 0 || status == 3)) || die "loadtest $1 failed (exit $status)"
 }
 
@@ -70,18 +70,18 @@ start_stack --strategy conditional
 
 say "(a) the original protocol, batch 1 and 64, gate off, --repeat $repeat"
 # (count-insert oversells over HTTP: that is the experiment, so only `lost` is checked here.)
-lt matrix "$target" --out "$out" --label original --concurrency "$concurrency" \
+lt matrix "$target" --admin-token "$FLASHSALE_ADMIN_TOKEN" --out "$out" --label original --concurrency "$concurrency" \
     -r 10 --stock 100 --batch 1,64 --gate off --reconfigure "$reconfigure" \
     --repeat "$repeat" --check lost==0 -q
 
 say "(b) every buy writes: stock 1,000,000, c = 100, $writes"
-lt matrix "$target" --out "$out" --label every-buy-writes --concurrency 100 \
+lt matrix "$target" --admin-token "$FLASHSALE_ADMIN_TOKEN" --out "$out" --label every-buy-writes --concurrency 100 \
     -t "$writes" --stock 1000000 --routes mq,http --batch 1,64 --gate off \
     --reconfigure "$reconfigure" --metrics "$worker_metrics" \
     --check oversold==0 --check lost==0 -q
 
 say "(c) $after after sell-out, gate off and on (batch 64, conditional)"
-lt matrix "$target" --out "$out" --label after-sell-out --concurrency 100 \
+lt matrix "$target" --admin-token "$FLASHSALE_ADMIN_TOKEN" --out "$out" --label after-sell-out --concurrency 100 \
     -t "$after" --sold-out-first --strategies conditional --routes http,mq --batch 64 \
     --gate off,on --reconfigure "$reconfigure" --check oversold==0 --check lost==0 -q
 

@@ -38,6 +38,9 @@ async fn one_batched_worker_with_count_insert_sells_exactly_the_stock_to_1000_co
         strategy: Strategy::CountInsert,
         batch: 64,
         timeout_ms: 30_000,
+        // All 1,000 at once: above the default admission limit (512), which is not what
+        // this test is about.
+        frontend_args: vec!["--max-in-flight-mq=1000".into()],
         ..Default::default()
     })
     .await;

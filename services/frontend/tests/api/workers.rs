@@ -59,6 +59,9 @@ async fn two_conditional_workers_never_oversell_under_1000_concurrent_buyers() {
         workers: 2,
         prefetch: 8,
         timeout_ms: 30_000,
+        // All 1,000 at once: above the default admission limit (512), which is not what
+        // this test is about.
+        frontend_args: vec!["--max-in-flight-mq=1000".into()],
         ..Default::default()
     })
     .await;

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# A flash sale is an overload: more buyers than the stack can serve. Measured on the native
+# stack (conditional, every buy writes, worker batch 64, gate off), route by route:
+#
+#   scripts/bench-overload.sh [--out DIR] [--no-build] [--quick] [--soak-minutes M]
+#
+#   capacity   closed loop, c = 500, 10 s: the route's capacity C and every service's RSS;
+#   overload   open loop: a steady 0.5 C for 50 s (the "base" run, which resets the sale and
+#              reads the store at the end) and, from 10 s to 40 s, 1.5 C more (the "burst"
+#              run): 2 C in all for 30 s, on 1,000 connections in all (each one costs the
+#              front tier ~30 KB whatever it carries, so the connection count is kept near
+#              the capacity run's, and memory shows queued work, not sockets). Goals: the
+#              accepted answers' p99 under 1 s, every
+#              other answer a fast 503, no timeout, oversold 0, lost 0, every service's RSS
+#              under 2x its value at capacity, and the base run's p99 back to normal within
+#              2 s after the burst stops. The base run's timeline (SVG) has the burst marked;
+#   soak       both routes at once, each at a quarter of its capacity (half the stack's), for
+#              M minutes (default 10): no error, and every service's RSS flat within 10%
+#              after the first minute.
+#
+#   --out DIR          where the reports go (default results/overload)
+#   --no-build         use the release binaries already built
+#   --quick            shorter phases for trying the script (not for results)
+#   --soak-minutes M   length of the soak (default 10; 0 skips it)
+#   LOADTEST           (env) the load tester to run (default target/release/loadtest)
+#
+# Writes DIR/summary.md with the goals met or missed next to the reports and the sampled CPU
+# and RSS (CSV). Uses the stack's fixed ports: run it on a quiet machine.
+set -euo pipefail
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bench_name=bench-overload
+# shellcheck source=scripts/lib/bench-common.sh
+source scripts/lib/bench-common.sh
+
+out=results/overload build=1 quick=0 soak_minutes=10
+while (($#)); do
+    case "$1" in
+        --out) (($# >= 2)) || usage; out="$2"; shift 2 ;;
+        --no-build) build=0; shift ;;
+        --quick) quick=1; shift ;;
+        --soak-minutes) (($# >= 2)) || usage; soak_minutes="$2"; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "bench-overload: unknown argument: $1" >&2; usage ;;
+    esac
+done
+command -v python3 >/dev/null || die "python3 is needed to read the reports"
+if ((quick)); then
+    capacity_s=4 lead_s=4 burst_s=8 tail_s=6 soak_minutes=$((soak_minutes < 1 ? soak_minutes : 1))
+else
+    capacity_s=10 lead_s=10 burst_s=30 tail_s=10
+fi
+base_s=$((lead_s + burst_s + tail_s))
+
+if ((build)); then build_release; fi
+[[ -x "$loadtest" ]] || die "$loadtest not found"
+mkdir -p "$out"
+started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
+load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+stock=100000000
+sale=(--admin-token "$FLASHSALE_ADMIN_TOKEN" --stock "$stock" --strategy conditional)
+
+# A failed --check (exit 3) is a result, reported in the summary; anything else stops here.
+# The admin token is never taken from the environment (the stack needs it exported): only a
+# run given `--admin-token` resets the sale, so that runs sharing one sale leave it alone.
+lt() {
+    local status=0
+    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" "$@" || status=$?
+    ((status == 0 || status == 3)) || die "loadtest $1 failed (exit $status)"
+}
+rps_of() {
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$1"
+}
+
+start_stack --strategy conditional --batch 64
+
+for route in http mq; do
+    say "$route: capacity (closed loop, c = 500, ${capacity_s} s)"
+    start_sampling "$out/capacity-$route.csv"
+    lt run "$target/$route/buy" -c 500 -t "${capacity_s}s" "${sale[@]}" -q \
+        --label "capacity-$route" --out "$out" >/dev/null
+    stop_sampling
+    capacity="$(rps_of "$out/capacity-$route.json")"
+    base_rate="$(python3 -c "print(round($capacity * 0.5))")"
+    burst_rate="$(python3 -c "print(round($capacity * 1.5))")"
+    say "$route: capacity $capacity/s; overload: $base_rate/s for ${base_s} s, +$burst_rate/s from ${lead_s} s to $((lead_s + burst_s)) s"
+
+    marks="$out/overload-$route-marks.txt"
+    rm -f "$marks"
+    start_sampling "$out/overload-$route.csv"
+    lt run "$target/$route/buy" --rate "$base_rate" -c 250 -t "${base_s}s" "${sale[@]}" -q \
+        --timeout-ms 10000 --marks-file "$marks" --label "overload-$route-base" --out "$out" \
+        --check 'accepted_p99<1s' --check timeouts==0 --check oversold==0 --check lost==0 \
+        >/dev/null &
+    base_pid=$!
+    # The base run connects and resets the sale before its clock starts (well under 1 s).
+    sleep "$((lead_s + 1))"
+    echo "$(date +%s.%N) overload starts: +$burst_rate/s (1.5x capacity)" >>"$marks"
+    lt run "$target/$route/buy" --rate "$burst_rate" -c 750 -t "${burst_s}s" -q \
+        --timeout-ms 10000 --user-start 1000000000 --label "overload-$route-burst" --out "$out" \
+        --check 'accepted_p99<1s' --check 'refused_p99<100ms' --check timeouts==0 >/dev/null
+    echo "$(date +%s.%N) overload stops" >>"$marks"
+    wait "$base_pid" || true
+    stop_sampling
+done
+
+if ((soak_minutes > 0)); then
+    say "soak: both routes at a quarter of their capacity each, ${soak_minutes} min"
+    start_sampling "$out/soak.csv"
+    pids=()
+    for route in http mq; do
+        rate="$(python3 -c "print(round($(rps_of "$out/capacity-$route.json") * 0.25))")"
+        user_start=$([[ $route == http ]] && echo 1 || echo 2000000000)
+        admin=()
+        # One reset, by the first run only: they share the sale.
+        [[ $route == http ]] && admin=("${sale[@]}")
+        lt run "$target/$route/buy" --rate "$rate" -c 200 -t "${soak_minutes}m" "${admin[@]}" \
+            --user-start "$user_start" -q --label "soak-$route" --out "$out" \
+            --check errors==0 >/dev/null &
+        pids+=($!)
+        sleep 1
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
+    stop_sampling
+fi
+stop_stack
+
+# --- Summary ---------------------------------------------------------------------------------
+python3 - "$out" "$procstat" "$soak_minutes" <<'PY' >"$out/goals.md"
+import importlib.util, json, statistics, sys
+out, procstat_path, soak_minutes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+spec = importlib.util.spec_from_file_location("procstat", procstat_path)
+procstat = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(procstat)
+
+def report(name):
+    return json.load(open(f"{out}/{name}.json"))
+def ok(flag):
+    return "met" if flag else "**missed**"
+
+print("| route | goal | measured | verdict |")
+print("|---|---|---|---|")
+for route in ("http", "mq"):
+    capacity = report(f"capacity-{route}")
+    base, burst = report(f"overload-{route}-base"), report(f"overload-{route}-burst")
+    c = capacity["throughput_rps"]
+    print(f"| {route} | capacity (closed loop, c = 500) | {c:,.0f} trans/sec, p99 "
+          f"{capacity['latency_ms']['p99']:.1f} ms | - |")
+    acc = max((r.get("latency_accepted_ms") or {}).get("p99", 0) for r in (base, burst))
+    print(f"| {route} | accepted answers' p99 under 1 s at 2x capacity | {acc:.1f} ms | {ok(acc < 1000)} |")
+    refused = sum(r["outcomes"]["http_5xx"] + r["outcomes"]["http_4xx"] for r in (base, burst))
+    ref_p99 = max((r.get("latency_refused_ms") or {}).get("p99", 0) for r in (base, burst))
+    other = sum(r["outcomes"][k] for r in (base, burst) for k in ("timeout", "connect_error", "io_error"))
+    sent = base["requests"] + burst["requests"]
+    print(f"| {route} | every other answer a fast 503 | {refused:,} of {sent:,} refused, p99 "
+          f"{ref_p99:.1f} ms; {other} timeouts or broken connections | {ok(other == 0 and ref_p99 < 100)} |")
+    print(f"| {route} | oversold 0, lost 0 | oversold {base['oversold']}, lost {base['lost_orders']} "
+          f"| {ok(base['oversold'] == 0 and base['lost_orders'] == 0)} |")
+    at_capacity = procstat.per_name(procstat.load(f"{out}/capacity-{route}.csv"), 0, 1e9)
+    loaded = procstat.per_name(procstat.load(f"{out}/overload-{route}.csv"), 0, 1e9)
+    worst = max(((loaded[n][2] / at_capacity[n][2], n) for n in loaded if n in at_capacity),
+                default=(0, "-"))
+    print(f"| {route} | every service's RSS under 2x its value at capacity | highest ratio "
+          f"{worst[0]:.2f}x ({worst[1]}) | {ok(worst[0] < 2)} |")
+    # Recovery: the base run's p99, second by second, against its own before the burst.
+    marks = [m["t_s"] for m in base.get("marks", [])]
+    timeline = base["timeline"]
+    if len(marks) >= 2:
+        start, stop = marks[0], marks[1]
+        before = [s["p99_ms"] for s in timeline if 2 <= s["t_s"] < start and s.get("p99_ms")]
+        normal = statistics.median(before) if before else None
+        after = [s for s in timeline if s["t_s"] >= stop]
+        back = next((s["t_s"] for i, s in enumerate(after)
+                     if all((x.get("p99_ms") or 0) <= max(2 * normal, normal + 10)
+                            for x in after[i:i + 3])), None) if normal else None
+        took = (back - stop) if back is not None else None
+        shown = f"{took:.1f} s (p99 before the burst {normal:.1f} ms)" if took is not None else "never"
+        print(f"| {route} | p99 back to normal within 2 s after the burst | {shown} "
+              f"| {ok(took is not None and took <= 2)} |")
+if soak_minutes:
+    rows = procstat.load(f"{out}/soak.csv")
+    end = max(t for t, *_ in rows)
+    flat = procstat.per_name(rows, 60, end)
+    spread = {}
+    for name in flat:
+        series = {}
+        for t, n, pid, cpu, rss in rows:
+            if n == name and t >= 60:
+                series[t] = series.get(t, 0) + rss
+        values = list(series.values())
+        spread[name] = (max(values) - min(values)) / min(values)
+    name, most = max(spread.items(), key=lambda kv: kv[1])
+    errors = sum(report(f"soak-{r}")["errors"] for r in ("http", "mq"))
+    sent = sum(report(f"soak-{r}")["requests"] for r in ("http", "mq"))
+    print(f"| both | {soak_minutes}-minute soak at half capacity: no error | {errors} errors in "
+          f"{sent:,} requests | {ok(errors == 0)} |")
+    print(f"| both | RSS flat within 10% after the first minute | widest spread {100 * most:.1f}% "
+          f"({name}) | {ok(most <= 0.10)} |")
+PY
+
+demote() { sed 's/^# /### /' "$1"; }
+{
+    echo "# Overload: bounded admission, fast rejection, flat memory"
+    echo
+    echo "Run of \`scripts/bench-overload.sh$( ((quick)) && echo " --quick")\` started $started_at" \
+        "on $(machine_line); load average at start: $load_at_start. Native stack: front tier," \
+        "nginx, 2 backends, one worker (batch 64), RabbitMQ, SQLite; conditional, stock" \
+        "$stock (every buy writes); default limits (front tier 512 in flight per route," \
+        "backend 512). The load generator shares the machine."
+    echo
+    echo "## Goals"
+    echo
+    cat "$out/goals.md"
+    for route in http mq; do
+        echo
+        echo "## /$route/buy"
+        echo
+        echo "Timeline of the steady base load, with the burst marked: [overload-$route-base-timeline.svg](overload-$route-base-timeline.svg)."
+        echo
+        demote "$out/overload-$route-base.md"
+        echo
+        demote "$out/overload-$route-burst.md"
+        echo
+        echo "CPU and memory of every service during the overload (sampled every 0.5 s):"
+        echo
+        python3 "$procstat" window "$out/overload-$route.csv" 0 1e9
+        echo
+        echo "At capacity:"
+        echo
+        python3 "$procstat" window "$out/capacity-$route.csv" 0 1e9
+    done
+    if ((soak_minutes > 0)); then
+        echo
+        echo "## Soak: ${soak_minutes} minutes at half capacity"
+        echo
+        python3 "$procstat" rss "$out/soak.csv" 60 1e9
+        echo
+        demote "$out/soak-http.md"
+        echo
+        demote "$out/soak-mq.md"
+    fi
+} >"$out/summary.md"
+say "done: $out/summary.md"
