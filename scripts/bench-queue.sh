@@ -46,9 +46,9 @@ while (($#)); do
 done
 command -v python3 >/dev/null || die "python3 is needed to read the reports"
 if ((quick)); then
-    concurrency=100 writes=3s after=3s limit_reps=10 repeat=1
+    concurrency=100 writes=3s after=3s repeat=1
 else
-    concurrency=100,300,500 writes=10s after=5s limit_reps=40
+    concurrency=100,300,500 writes=10s after=5s
 fi
 
 if ((build)); then build_release; fi
@@ -91,17 +91,22 @@ limits="$out/limits.md"
     echo "| setting | route | trans/sec | CPU, % of one core, per process (sampled from /proc) |"
     echo "|---|---|---|---|"
 } >"$limits"
-# limit_run LABEL BATCH GATE ROUTE LOADTEST-ARGS...: reconfigure, sample, run, summarize.
+# limit_run LABEL BATCH GATE ROUTE LOADTEST-ARGS...: reconfigure, run with the services and
+# the load generator sampled, summarize.
+sample_interval=0.2
 limit_run() {
     local label="$1" batch="$2" gate="$3" route="$4"
     shift 4
     FLASHSALE_BATCH="$batch" FLASHSALE_SOLD_OUT_GATE="$gate" scripts/stack.sh --reconfigure
-    local samples="$out/limits-$label.csv"
-    start_sampling "$samples"
-    lt run "$target/$route/buy" --label "limits-$label" --out "$out" -q \
-        --admin-token "$FLASHSALE_ADMIN_TOKEN" --strategy conditional "$@" >/dev/null
+    local samples="$out/limits-$label.csv" run_pid status=0 cpu rps
+    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" run "$target/$route/buy" --label "limits-$label" \
+        --out "$out" -q --admin-token "$FLASHSALE_ADMIN_TOKEN" --strategy conditional "$@" \
+        >/dev/null &
+    run_pid=$!
+    start_sampling "$samples" "loadtest=$run_pid"
+    wait "$run_pid" || status=$?
     stop_sampling
-    local cpu rps
+    ((status == 0 || status == 3)) || die "loadtest run $label failed (exit $status)"
     cpu="$(python3 "$procstat" window "$samples" 0 1e9 | tail -n +3 |
         awk -F'|' '{gsub(/ /, "", $2); gsub(/ /, "", $3); printf "%s %s%%, ", $2, $3}')"
     rps="$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"]))' \
@@ -109,9 +114,9 @@ limit_run() {
     echo "| $label | $route | $rps | ${cpu%, } |" >>"$limits"
 }
 say "(d) what limits each row"
-limit_run original-http-c500 1 off http -c 500 -r "$limit_reps" --stock 100
-limit_run original-mq-b1-c500 1 off mq -c 500 -r "$limit_reps" --stock 100
-limit_run original-mq-b64-c500 64 off mq -c 500 -r "$limit_reps" --stock 100
+limit_run original-http-c500 1 off http -c 500 -t "$after" --stock 100
+limit_run original-mq-b1-c500 1 off mq -c 500 -t "$after" --stock 100
+limit_run original-mq-b64-c500 64 off mq -c 500 -t "$after" --stock 100
 limit_run writes-mq-b1 1 off mq -c 100 -t "$writes" --stock 1000000
 limit_run writes-mq-b64 64 off mq -c 100 -t "$writes" --stock 1000000
 limit_run after-sell-out-http-gate-off 64 off http -c 100 -t "$after" --stock 100 --sold-out-first
@@ -204,9 +209,11 @@ demote() { sed 's/^# /### /' "$1"; }
     echo
     echo "## (d) What limits each row"
     echo
-    echo "Each setting run again for a few seconds (the original protocol with -r $limit_reps)," \
-        "with the CPU time of every service read from /proc every 0.5 s: a process near 100% is" \
-        "single-core bound; all of them together near 200% means the two cores are full."
+    echo "Each setting run again for $after (the original protocol's stock of 100, so mostly" \
+        "sold-out answers; every buy writing for $writes), with the CPU time of every service and" \
+        "of the load generator read from /proc every 0.2 s: a process near 100% is bound to one" \
+        "core (the front tier runs two threads); all of them together near 200% means both cores" \
+        "are full."
     echo
     cat "$limits"
 } >"$out/summary.md"

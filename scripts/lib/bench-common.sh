@@ -9,7 +9,8 @@
 #   start_stack ARGS    scripts/stack.sh --no-build ARGS in the background, until ready
 #   stop_stack          SIGTERM to it, and wait (also run on exit)
 #   stack_processes     NAME=PID of every service of the running stack, RabbitMQ included
-#   start_sampling F    CPU and RSS of those processes into F (scripts/lib/procstat.py)
+#   start_sampling F [NAME=PID...]  CPU and RSS of those processes (and these) into F
+#                       (scripts/lib/procstat.py), every $sample_interval s (default 0.5)
 #   stop_sampling
 #   machine_line        "2 cores (model), Debian ..., kernel ..., RabbitMQ x, nginx y"
 
@@ -82,8 +83,9 @@ stack_processes() {
 
 start_sampling() {
     local file="$1"
+    shift
     # shellcheck disable=SC2046 # one NAME=PID word each
-    python3 "$procstat" sample "$file" 0.5 $(stack_processes) &
+    python3 "$procstat" sample "$file" "${sample_interval:-0.5}" $(stack_processes) "$@" &
     sampler_pid=$!
 }
 
