@@ -53,7 +53,7 @@
 #
 # For scripts: start it in the background, wait for the line starting with "stack: ready"
 # on stdout (or poll http://127.0.0.1:5000/healthz until 200), run the load, then send
-# SIGTERM to the script's PID and wait for it. Reconfiguring: SIGHUP to the stack with a
+# SIGTERM to the script's PID and wait for it. Reconfiguring: SIGUSR1 to the stack with a
 # request in .stack/reconfigure.request is what --reconfigure does; use that.
 set -euo pipefail
 
@@ -155,8 +155,8 @@ if ((reconfigure_client)); then
     printf '%s\n' "id=$id" "${request[@]}" >"$request_file.tmp"
     mv "$request_file.tmp" "$request_file"
     say "reconfiguring the stack (pid $stack_pid): ${request[*]:-(nothing changed: restart)}"
-    kill -HUP "$stack_pid"
-    deadline=$((SECONDS + ${FLASHSALE_RECONFIGURE_TIMEOUT_S:-300}))
+    kill -USR1 "$stack_pid"
+    deadline=$((SECONDS + ${FLASHSALE_RECONFIGURE_TIMEOUT_S:-120}))
     while :; do
         if [[ -s "$result_file" ]] && grep -qx "id=$id" "$result_file"; then
             status="$(sed -n 's/^status=//p' "$result_file")"
@@ -168,7 +168,7 @@ if ((reconfigure_client)); then
             die "reconfiguration failed: $message"
         fi
         kill -0 "$stack_pid" 2>/dev/null || die "the stack (pid $stack_pid) exited during the reconfiguration (log: $logs/)"
-        ((SECONDS < deadline)) || die "no answer from the stack within ${FLASHSALE_RECONFIGURE_TIMEOUT_S:-300} s"
+        ((SECONDS < deadline)) || die "no answer from the stack within ${FLASHSALE_RECONFIGURE_TIMEOUT_S:-120} s"
         sleep 0.2
     done
 fi
@@ -210,7 +210,7 @@ stop_named() {
 }
 
 stop_all() {
-    trap '' INT TERM HUP
+    trap '' INT TERM USR1
     if ((${#pids[@]})); then
         say "stopping..."
         # Reverse start order: front tier first, so the requests in flight are answered.
@@ -230,9 +230,11 @@ stop_all() {
 # shellcheck disable=SC2317 # invoked by the trap
 on_signal() { stopping=1; }
 # shellcheck disable=SC2317 # invoked by the trap
-on_hup() { reconfigure_requested=1; }
+on_reconfigure() { reconfigure_requested=1; }
 trap on_signal INT TERM
-trap on_hup HUP
+# SIGUSR1, not SIGHUP: a stack started under nohup ignores SIGHUP, and bash cannot trap a
+# signal that was ignored when it started.
+trap on_reconfigure USR1
 trap stop_all EXIT
 
 # start NAME COMMAND...: runs it in the background, output to .stack/logs/NAME.log.
@@ -356,7 +358,7 @@ reconfigure() {
     local id="" key value problem
     local old=("$workers" "$batch" "$prefetch" "$gate" "$queue_type" "$queue_max_length")
     if [[ ! -s "$request_file" ]]; then
-        say "SIGHUP without a request in $request_file: ignored (use scripts/stack.sh --reconfigure)"
+        say "SIGUSR1 without a request in $request_file: ignored (use scripts/stack.sh --reconfigure)"
         return 0
     fi
     while IFS='=' read -r key value; do
