@@ -11,9 +11,11 @@
 #       1,000,000: every buy writes) while the node that leads the request queue is killed
 #       (kill -9 of its Erlang VM) about 10 s in, marked on the run's timeline; the error
 #       window (first to last second with an error), the 5xx answers, and lost;
-#   (c) competing consumers: 1, 2 and 4 workers with conditional, on the single node
-#       (loadtest matrix --workers 1,2,4 --reconfigure 'scripts/stack.sh --reconfigure'),
-#       for the original protocol and for every buy writing (stock 1,000,000, c = 100, 10 s).
+#   (c) competing consumers: 1, 2 and 4 workers (prefetch 1, batch 1) on the single node
+#       (loadtest matrix --workers 1,2,4 --reconfigure 'scripts/stack.sh --reconfigure'):
+#       the original protocol with count-insert (more than one worker races again and can
+#       oversell, even through the queue) and conditional (correct with any number); and
+#       every buy writing with conditional (stock 1,000,000, c = 100, 10 s).
 #
 #   --out DIR    where the reports go (default results/cluster)
 #   --no-build   use the release binaries already built
@@ -69,9 +71,9 @@ load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 start_stack
 say "(a) matrix on one node, classic queue"
 matrix --label one-node-classic --strategies count-insert,conditional
-say "(c) 1, 2 and 4 workers, conditional"
+say "(c) 1, 2 and 4 workers, count-insert and conditional"
 reconfigure="$PWD/scripts/stack.sh --reconfigure"
-matrix --label workers-contended --strategies conditional --workers 1,2,4 \
+matrix --label workers-contended --strategies count-insert,conditional --workers 1,2,4 \
     --reconfigure "$reconfigure"
 "$loadtest" matrix "$target" --out "$out" --routes mq --stock 1000000 --concurrency 100 \
     -t "${writes_s}s" -q --label workers-every-buy-writes --strategies conditional \
@@ -144,9 +146,9 @@ demote() { sed 's/^# /### /' "$1"; }
     echo
     echo "$failover"
     echo
-    echo "## (c) Competing consumers: 1, 2 and 4 workers, conditional"
+    echo "## (c) Competing consumers: 1, 2 and 4 workers"
     echo
-    echo "Original protocol (stock 100):"
+    echo "Original protocol (stock 100), count-insert and conditional:"
     echo
     demote "$out/workers-contended.md"
     echo
