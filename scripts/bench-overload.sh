@@ -22,6 +22,7 @@
 #   --no-build         use the release binaries already built
 #   --quick            shorter phases for trying the script (not for results)
 #   --soak-minutes M   length of the soak (default 10; 0 skips it)
+#   --summary-only     rebuild DIR/summary.md from the reports and samples already in DIR
 #   LOADTEST           (env) the load tester to run (default target/release/loadtest)
 #
 # Writes DIR/summary.md with the goals met or missed next to the reports and the sampled CPU
@@ -35,13 +36,14 @@ bench_name=bench-overload
 # shellcheck source=scripts/lib/bench-common.sh
 source scripts/lib/bench-common.sh
 
-out=results/overload build=1 quick=0 soak_minutes=10
+out=results/overload build=1 quick=0 soak_minutes=10 summary_only=0
 while (($#)); do
     case "$1" in
         --out) (($# >= 2)) || usage; out="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         --quick) quick=1; shift ;;
         --soak-minutes) (($# >= 2)) || usage; soak_minutes="$2"; shift 2 ;;
+        --summary-only) summary_only=1; shift ;;
         -h|--help) usage 0 ;;
         *) echo "bench-overload: unknown argument: $1" >&2; usage ;;
     esac
@@ -54,11 +56,22 @@ else
 fi
 base_s=$((lead_s + burst_s + tail_s))
 
-if ((build)); then build_release; fi
-[[ -x "$loadtest" ]] || die "$loadtest not found"
 mkdir -p "$out"
-started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
-load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+# The run's facts, kept for --summary-only.
+facts="$out/run.env"
+if ((summary_only)); then
+    # shellcheck source=/dev/null
+    source "$facts"
+else
+    if ((build)); then build_release; fi
+    [[ -x "$loadtest" ]] || die "$loadtest not found"
+    started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
+    load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+    machine="$(machine_line)"
+    printf '%s=%q\n' started_at "$started_at" load_at_start "$load_at_start" machine "$machine" \
+        quick "$quick" soak_minutes "$soak_minutes" capacity_s "$capacity_s" base_s "$base_s" \
+        >"$facts"
+fi
 stock=100000000
 sale=(--admin-token "$FLASHSALE_ADMIN_TOKEN" --stock "$stock" --strategy conditional)
 
@@ -74,6 +87,7 @@ rps_of() {
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$1"
 }
 
+measure() {
 start_stack --strategy conditional --batch 64
 
 for route in http mq; do
@@ -97,11 +111,14 @@ for route in http mq; do
     base_pid=$!
     # The base run connects and resets the sale before its clock starts (well under 1 s).
     sleep "$((lead_s + 1))"
-    echo "$(date +%s.%N) overload starts: +$burst_rate/s (1.5x capacity)" >>"$marks"
+    burst_start="$(date +%s.%N)"
+    echo "$burst_start overload starts: +$burst_rate/s (1.5x capacity)" >>"$marks"
+    # The end is marked by the clock, not when the burst run returns: it reads the store
+    # afterwards, and the base run may read the markers before that is done.
+    python3 -c "print(f'{$burst_start + $burst_s:.3f} overload stops')" >>"$marks"
     lt run "$target/$route/buy" --rate "$burst_rate" -c 750 -t "${burst_s}s" -q \
         --timeout-ms 10000 --user-start 1000000000 --label "overload-$route-burst" --out "$out" \
         --check 'accepted_p99<1s' --check 'refused_p99<100ms' --check timeouts==0 >/dev/null
-    echo "$(date +%s.%N) overload stops" >>"$marks"
     wait "$base_pid" || true
     stop_sampling
 done
@@ -126,11 +143,15 @@ if ((soak_minutes > 0)); then
     stop_sampling
 fi
 stop_stack
+}
+if ((!summary_only)); then measure; fi
 
 # --- Summary ---------------------------------------------------------------------------------
-python3 - "$out" "$procstat" "$soak_minutes" <<'PY' >"$out/goals.md"
+python3 - "$out" "$procstat" "$soak_minutes" "$capacity_s" "$base_s" <<'PY' >"$out/goals.md"
 import importlib.util, json, statistics, sys
-out, procstat_path, soak_minutes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from datetime import datetime
+out, procstat_path = sys.argv[1], sys.argv[2]
+soak_minutes, capacity_s, base_s = (int(a) for a in sys.argv[3:6])
 spec = importlib.util.spec_from_file_location("procstat", procstat_path)
 procstat = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(procstat)
@@ -151,43 +172,54 @@ for route in ("http", "mq"):
     acc = max((r.get("latency_accepted_ms") or {}).get("p99", 0) for r in (base, burst))
     print(f"| {route} | accepted answers' p99 under 1 s at 2x capacity | {acc:.1f} ms | {ok(acc < 1000)} |")
     refused = sum(r["outcomes"]["http_5xx"] + r["outcomes"]["http_4xx"] for r in (base, burst))
+    ref_p50 = max((r.get("latency_refused_ms") or {}).get("p50", 0) for r in (base, burst))
     ref_p99 = max((r.get("latency_refused_ms") or {}).get("p99", 0) for r in (base, burst))
     other = sum(r["outcomes"][k] for r in (base, burst) for k in ("timeout", "connect_error", "io_error"))
     sent = base["requests"] + burst["requests"]
-    print(f"| {route} | every other answer a fast 503 | {refused:,} of {sent:,} refused, p99 "
-          f"{ref_p99:.1f} ms; {other} timeouts or broken connections | {ok(other == 0 and ref_p99 < 100)} |")
+    print(f"| {route} | every other answer a fast 503 (no timeout or broken connection; "
+          f"refusals' p50 under 10 ms and p99 under 100 ms) | {refused:,} of {sent:,} refused, "
+          f"p50 {ref_p50:.1f} ms, p99 {ref_p99:.1f} ms; {other} timeouts or broken connections "
+          f"| p50 {ok(other == 0 and ref_p50 < 10)}, p99 {ok(ref_p99 < 100)} |")
     print(f"| {route} | oversold 0, lost 0 | oversold {base['oversold']}, lost {base['lost_orders']} "
           f"| {ok(base['oversold'] == 0 and base['lost_orders'] == 0)} |")
-    at_capacity = procstat.per_name(procstat.load(f"{out}/capacity-{route}.csv"), 0, 1e9)
-    loaded = procstat.per_name(procstat.load(f"{out}/overload-{route}.csv"), 0, 1e9)
+    # Only while the load runs: after it, the load tester reads every buyer from the store
+    # (the lost check), which is not the overload's doing.
+    at_capacity = procstat.per_name(procstat.load(f"{out}/capacity-{route}.csv"), 0, capacity_s + 1)
+    loaded = procstat.per_name(procstat.load(f"{out}/overload-{route}.csv"), 0, base_s + 1)
     worst = max(((loaded[n][2] / at_capacity[n][2], n) for n in loaded if n in at_capacity),
                 default=(0, "-"))
     print(f"| {route} | every service's RSS under 2x its value at capacity | highest ratio "
           f"{worst[0]:.2f}x ({worst[1]}) | {ok(worst[0] < 2)} |")
-    # Recovery: the base run's p99, second by second, against its own before the burst.
-    marks = [m["t_s"] for m in base.get("marks", [])]
+    # Recovery: the base run's p99, second by second, against its own before the burst;
+    # the burst's place on the base run's clock from the two runs' own clocks.
+    def clock(report):
+        return datetime.fromisoformat(report["started_at"].replace("Z", "+00:00")[:26] + "+00:00")
+    start = (clock(burst) - clock(base)).total_seconds()
+    # The overload stops when the burst stops sending (its duration), not when its last
+    # answer comes back.
+    stop = start + burst["duration_s"]
     timeline = base["timeline"]
-    if len(marks) >= 2:
-        start, stop = marks[0], marks[1]
-        before = [s["p99_ms"] for s in timeline if 2 <= s["t_s"] < start and s.get("p99_ms")]
-        normal = statistics.median(before) if before else None
-        after = [s for s in timeline if s["t_s"] >= stop]
-        back = next((s["t_s"] for i, s in enumerate(after)
-                     if all((x.get("p99_ms") or 0) <= max(2 * normal, normal + 10)
-                            for x in after[i:i + 3])), None) if normal else None
-        took = (back - stop) if back is not None else None
-        shown = f"{took:.1f} s (p99 before the burst {normal:.1f} ms)" if took is not None else "never"
-        print(f"| {route} | p99 back to normal within 2 s after the burst | {shown} "
-              f"| {ok(took is not None and took <= 2)} |")
+    before = [s["p99_ms"] for s in timeline if 2 <= s["t_s"] < start and s.get("p99_ms")]
+    normal = statistics.median(before) if before else None
+    after = [s for s in timeline if s["t_s"] >= stop]
+    back = next((s["t_s"] for i, s in enumerate(after)
+                 if all((x.get("p99_ms") or 0) <= max(2 * normal, normal + 10)
+                        for x in after[i:i + 3])), None) if normal else None
+    took = max(0.0, back - stop) if back is not None else None
+    shown = (f"{took:.1f} s after the burst ended at {stop:.1f} s (p99 before it {normal:.1f} ms)"
+             if took is not None else "never")
+    print(f"| {route} | p99 back to normal within 2 s after the burst | {shown} "
+          f"| {ok(took is not None and took <= 2)} |")
 if soak_minutes:
     rows = procstat.load(f"{out}/soak.csv")
-    end = max(t for t, *_ in rows)
+    # After the first minute, until the load ends (the two runs start a second apart).
+    end = 60 * soak_minutes
     flat = procstat.per_name(rows, 60, end)
     spread = {}
     for name in flat:
         series = {}
         for t, n, pid, cpu, rss in rows:
-            if n == name and t >= 60:
+            if n == name and 60 <= t <= end:
                 series[t] = series.get(t, 0) + rss
         values = list(series.values())
         spread[name] = (max(values) - min(values)) / min(values)
@@ -205,7 +237,7 @@ demote() { sed 's/^# /### /' "$1"; }
     echo "# Overload: bounded admission, fast rejection, flat memory"
     echo
     echo "Run of \`scripts/bench-overload.sh$( ((quick)) && echo " --quick")\` started $started_at" \
-        "on $(machine_line); load average at start: $load_at_start. Native stack: front tier," \
+        "on $machine; load average at start: $load_at_start. Native stack: front tier," \
         "nginx, 2 backends, one worker (batch 64), RabbitMQ, SQLite; conditional, stock" \
         "$stock (every buy writes); default limits (front tier 512 in flight per route," \
         "backend 512). The load generator shares the machine."
@@ -223,19 +255,19 @@ demote() { sed 's/^# /### /' "$1"; }
         echo
         demote "$out/overload-$route-burst.md"
         echo
-        echo "CPU and memory of every service during the overload (sampled every 0.5 s):"
+        echo "CPU and memory of every service while the base run's load ran (0-$((base_s + 1)) s; sampled every 0.5 s):"
         echo
-        python3 "$procstat" window "$out/overload-$route.csv" 0 1e9
+        python3 "$procstat" window "$out/overload-$route.csv" 0 "$((base_s + 1))"
         echo
         echo "At capacity:"
         echo
-        python3 "$procstat" window "$out/capacity-$route.csv" 0 1e9
+        python3 "$procstat" window "$out/capacity-$route.csv" 0 "$((capacity_s + 1))"
     done
     if ((soak_minutes > 0)); then
         echo
         echo "## Soak: ${soak_minutes} minutes at half capacity"
         echo
-        python3 "$procstat" rss "$out/soak.csv" 60 1e9
+        python3 "$procstat" rss "$out/soak.csv" 60 "$((60 * soak_minutes))"
         echo
         demote "$out/soak-http.md"
         echo

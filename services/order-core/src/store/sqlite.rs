@@ -8,8 +8,16 @@
 //!
 //! Every call runs on tokio's blocking pool: SQLite calls block, and must not stall the
 //! executor's worker threads.
+//!
+//! Writers: SQLite takes one write transaction at a time, whatever the number of
+//! connections. So a process sends its writes one at a time (an async lock, [`write`]):
+//! the others wait in tokio, not in SQLite's busy handler. Between processes (backend
+//! replicas and workers on one file) the busy handler retries every 100 µs: SQLite's own
+//! timeout sleeps up to 100 ms a try, which under contention leaves the lock idle far
+//! longer than a write holds it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2::Pool;
@@ -43,10 +51,26 @@ const SCHEMA: &str = "
     );
 ";
 
+/// How long a writer sleeps between two tries at the write lock another process holds.
+const BUSY_RETRY: Duration = Duration::from_micros(100);
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// This process's turn to write (see the module doc).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// SQLite's busy handler: another process holds the write lock; try again shortly, for up
+/// to [`BUSY_TIMEOUT`] in all.
+fn retry_busy(attempts: i32) -> bool {
+    let waited = BUSY_RETRY * u32::try_from(attempts).unwrap_or(u32::MAX);
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
 }
 
 impl SqliteStore {
@@ -59,7 +83,7 @@ impl SqliteStore {
             })?;
         }
         let manager = SqliteConnectionManager::file(&path).with_init(|conn| {
-            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.busy_handler(Some(retry_busy))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             Ok(())
@@ -71,7 +95,11 @@ impl SqliteStore {
                 .build(manager)
         })
         .await??;
-        let store = Self { pool, path };
+        let store = Self {
+            pool,
+            path,
+            writer: Arc::default(),
+        };
         store
             .run(move |conn| {
                 // Several processes may start at once on a new file: the schema and the
@@ -103,6 +131,21 @@ impl SqliteStore {
             f(&mut conn)
         })
         .await?
+    }
+
+    /// Runs the write `f` when it is this process's turn to write. The turn is held until
+    /// `f` is done on the blocking pool, even if the caller gives up meanwhile.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let turn = Arc::clone(&self.writer).lock_owned().await;
+        self.run(move |conn| {
+            let _turn = turn;
+            f(conn)
+        })
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -151,7 +194,7 @@ impl SqliteStore {
     ) -> Result<InsertOutcome, StoreError> {
         let user_id = to_i64(user.get())?;
         let expected = to_i64(generation)?;
-        self.run(move |conn| {
+        self.write(move |conn| {
             let order_id = new_order_id();
             // Only into the sale the buyer counted in: if it was reset since, nothing is
             // written, and the buyer is told so rather than landing in the new sale.
@@ -175,7 +218,7 @@ impl SqliteStore {
 
     pub async fn claim_and_insert(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
         let user_id = to_i64(user.get())?;
-        self.run(move |conn| {
+        self.write(move |conn| {
             // IMMEDIATE takes the write lock up front, so the checks below and the writes
             // that follow them cannot interleave with another writer in any process.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -204,7 +247,7 @@ impl SqliteStore {
     /// read, without taking the write lock: after a sell-out, most batches are that.
     pub async fn buy_batch(&self, users: &[UserId]) -> Result<Vec<BuyResponse>, StoreError> {
         let users = users.to_vec();
-        self.run(move |conn| {
+        self.write(move |conn| {
             {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
                 let ledger = batch_ledger(&tx)?;
@@ -252,7 +295,7 @@ impl SqliteStore {
     }
 
     pub async fn reset(&self, sale: SaleConfig) -> Result<SaleState, StoreError> {
-        self.run(move |conn| {
+        self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM orders", [])?;
             tx.execute(
