@@ -50,20 +50,62 @@ pub fn latency_percentiles(
             curves.push((r.label.clone(), percentile_curve(&h)));
         }
     }
-    let y_max = curves
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * legend_headroom(curves.len());
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let lines = curves
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, curve))| (label, Palette99::pick(i).to_rgba(), curve))
+        .collect();
+    percentile_panel(&root, title, &WHOLE, lines).map_err(&err)?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Caption size and margins of a percentile chart: a whole image, or one panel of many.
+struct Layout {
+    caption_px: u32,
+    margin: u32,
+    x_label_area: u32,
+    y_label_area: u32,
+}
+
+const WHOLE: Layout = Layout {
+    caption_px: 22,
+    margin: 12,
+    x_label_area: 40,
+    y_label_area: 70,
+};
+
+const PANEL: Layout = Layout {
+    caption_px: 16,
+    margin: 10,
+    x_label_area: 32,
+    y_label_area: 56,
+};
+
+/// One line of a percentile chart: its legend, its colour, and (nines, ms) points.
+type Line = (String, RGBAColor, Vec<(f64, f64)>);
+
+/// One latency-by-percentile chart on `area`: a line each, on the "nines" axis, with a
+/// legend that leaves the lines visible.
+fn percentile_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    layout: &Layout,
+    lines: Vec<Line>,
+) -> Result<(), String> {
+    let y_max = lines
+        .iter()
+        .flat_map(|(_, _, c)| c.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * legend_headroom(lines.len());
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", layout.caption_px))
+        .margin(layout.margin)
+        .x_label_area_size(layout.x_label_area)
+        .y_label_area_size(layout.y_label_area)
         .build_cartesian_2d(0.0..MAX_NINES, 0.0..y_max)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .x_desc("percentile")
@@ -72,12 +114,11 @@ pub fn latency_percentiles(
         .x_labels(5)
         .x_label_formatter(&|x| nines_label(*x))
         .draw()
-        .map_err(|e| err(e.to_string()))?;
-    for (i, (label, curve)) in curves.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        .map_err(|e| e.to_string())?;
+    for (label, color, curve) in lines {
         chart
             .draw_series(LineSeries::new(curve, color.stroke_width(2)))
-            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| e.to_string())?
             .label(label)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -89,8 +130,7 @@ pub fn latency_percentiles(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 /// Room above the data for the legend (upper left), which grows with the number of lines,
@@ -261,50 +301,19 @@ pub fn latency_panels(
         .map_err(|e| err(e.to_string()))?;
     let areas = root.split_evenly((grid_rows, cols));
     for ((name, curves), area) in panels.into_iter().zip(areas) {
-        let curves: Vec<(u64, Vec<(f64, f64)>)> = curves
+        let lines = curves
             .into_iter()
             .filter(|(_, h)| !h.is_empty())
-            .map(|(c, h)| (c, percentile_curve(&h)))
+            .map(|(c, h)| {
+                let index = levels.iter().position(|l| *l == c).unwrap_or(0);
+                (
+                    format!("c = {c}"),
+                    concurrency_color(index).to_rgba(),
+                    percentile_curve(&h),
+                )
+            })
             .collect();
-        let y_max = curves
-            .iter()
-            .flat_map(|(_, c)| c.iter().map(|p| p.1))
-            .fold(1.0, f64::max)
-            * legend_headroom(curves.len());
-        let mut chart = ChartBuilder::on(&area)
-            .caption(&name, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..MAX_NINES, 0.0..y_max)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("percentile")
-            .y_desc("latency (ms)")
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .x_labels(5)
-            .x_label_formatter(&|x| nines_label(*x))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        for (c, curve) in curves {
-            let index = levels.iter().position(|l| *l == c).unwrap_or(0);
-            let color = concurrency_color(index);
-            chart
-                .draw_series(LineSeries::new(curve, color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(format!("c = {c}"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        percentile_panel(&area, &name, &PANEL, lines).map_err(&err)?;
     }
     root.present().map_err(|e| err(e.to_string()))
 }
