@@ -22,8 +22,14 @@ bench_name=bench
 # shellcheck source=scripts/lib/bench-common.sh
 source scripts/lib/bench-common.sh
 
+# The stack dimensions, unless the caller gives their own (a repeated option would add to
+# the list rather than replace it).
+dimensions=()
+[[ " $* " == *" --batch"* ]] || dimensions+=(--batch "1,64")
+[[ " $* " == *" --gate"* ]] || dimensions+=(--gate "off,on")
+
 build_release
 start_stack --strategy count-insert
-"$loadtest" matrix "$target" --batch 1,64 --gate off,on \
+"$loadtest" matrix "$target" "${dimensions[@]}" \
     --reconfigure "$PWD/scripts/stack.sh --reconfigure" "$@"
 say "done: the report files are listed above (wrote ...)"
