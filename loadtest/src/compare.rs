@@ -25,54 +25,54 @@ pub struct Loaded {
     pub rows: Vec<Row>,
 }
 
+/// One report file as written: a matrix (its steps and rows), or a run or merge report.
+enum ReportFile {
+    Matrix(Box<MatrixReport>),
+    Run(Box<Report>),
+}
+
+/// Reads and parses one report file, telling a matrix from a run by its `steps`.
+fn read(path: &Path) -> Result<ReportFile, LoadtestError> {
+    let read_err = |reason: String| LoadtestError::ReadReport {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| read_err(e.to_string()))?;
+    Ok(if value.get("steps").is_some() {
+        ReportFile::Matrix(serde_json::from_value(value).map_err(|e| read_err(e.to_string()))?)
+    } else {
+        ReportFile::Run(serde_json::from_value(value).map_err(|e| read_err(e.to_string()))?)
+    })
+}
+
 /// Reads reports from files: a run or merge report gives one row, a matrix report its
 /// rows.
 pub fn load(paths: &[impl AsRef<Path>]) -> Result<Vec<Loaded>, LoadtestError> {
-    let mut out = Vec::new();
-    for path in paths {
-        let path = path.as_ref();
-        let read_err = |reason: String| LoadtestError::ReadReport {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| read_err(e.to_string()))?;
-        let rows = if value.get("steps").is_some() {
-            let matrix: MatrixReport =
-                serde_json::from_value(value).map_err(|e| read_err(e.to_string()))?;
-            matrix.rows()
-        } else {
-            let report: Report =
-                serde_json::from_value(value).map_err(|e| read_err(e.to_string()))?;
-            vec![Row::from_runs(&report.label, &[&report])]
-        };
-        out.push(Loaded {
-            name: path.display().to_string(),
-            rows,
-        });
-    }
-    Ok(out)
+    paths
+        .iter()
+        .map(|path| {
+            let path = path.as_ref();
+            let rows = match read(path)? {
+                ReportFile::Matrix(matrix) => matrix.rows(),
+                ReportFile::Run(report) => vec![Row::from_runs(&report.label, &[&*report])],
+            };
+            Ok(Loaded {
+                name: path.display().to_string(),
+                rows,
+            })
+        })
+        .collect()
 }
 
 /// Reads reports from files: a run or merge report gives one, a matrix report its steps.
 pub fn load_reports(paths: &[impl AsRef<Path>]) -> Result<Vec<Report>, LoadtestError> {
     let mut reports = Vec::new();
     for path in paths {
-        let path = path.as_ref();
-        let read_err = |reason: String| LoadtestError::ReadReport {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| read_err(e.to_string()))?;
-        if value.get("steps").is_some() {
-            let matrix: MatrixReport =
-                serde_json::from_value(value).map_err(|e| read_err(e.to_string()))?;
-            reports.extend(matrix.steps);
-        } else {
-            reports.push(serde_json::from_value(value).map_err(|e| read_err(e.to_string()))?);
+        match read(path.as_ref())? {
+            ReportFile::Matrix(matrix) => reports.extend(matrix.steps),
+            ReportFile::Run(report) => reports.push(*report),
         }
     }
     Ok(reports)
