@@ -304,7 +304,7 @@ def check_dockerfile(dockerfile_text, rust_version):
     images = base_images(dockerfile_text)
     rust = [image for image in images if re.match(r"^(docker\.io/(library/)?)?rust:", image)]
     if not rust:
-        yield ("rust-version", f"no `FROM rust:...` stage; the workspace needs rustc {rust_version}")
+        yield ("rust-version", f"no `FROM rust:` stage; the workspace needs rustc {rust_version}")
     for image in rust:
         tag = image.split(":", 1)[1].split("@")[0]
         match = re.match(r"^(\d+(?:\.\d+){0,2})(?:-|$)", tag)

@@ -231,11 +231,13 @@ class Nginx(unittest.TestCase):
         self.assertEqual((rules(failures), rlimit), (["nginx-nofile"], None))
 
     def test_a_commented_out_directive_does_not_count(self):
-        failures, _ = cc.check_nginx_config("nginx.conf", self.config("# worker_rlimit_nofile 16384;\n"))
+        text = self.config("# worker_rlimit_nofile 16384;\n")
+        failures, _ = cc.check_nginx_config("nginx.conf", text)
         self.assertEqual(rules(failures), ["nginx-nofile"])
 
     def test_a_limit_under_twice_the_connections_fails(self):
-        failures, _ = cc.check_nginx_config("nginx.conf", self.config("worker_rlimit_nofile 4096;\n"))
+        text = self.config("worker_rlimit_nofile 4096;\n")
+        failures, _ = cc.check_nginx_config("nginx.conf", text)
         self.assertEqual(rules(failures), ["nginx-nofile"])
 
     def test_a_limit_of_twice_the_connections_or_more_passes(self):
