@@ -150,6 +150,10 @@ mod tests {
         server_error(2, &[])
     }
 
+    fn body(error: &Error, conflict: bool) -> Failure<'_> {
+        Failure::Body { error, conflict }
+    }
+
     #[test]
     fn the_test_errors_carry_exactly_their_labels() {
         assert!(unknown_commit().contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT));
@@ -212,54 +216,36 @@ mod tests {
     #[test]
     fn a_transient_error_in_the_body_runs_the_whole_transaction_again() {
         let error = transient();
-        let failure = Failure::Body {
-            error: &error,
-            conflict: false,
-        };
-        assert_eq!(decide(failure, 1, 0), Retry::Transaction);
+        assert_eq!(decide(body(&error, false), 1, 0), Retry::Transaction);
     }
 
     #[test]
     fn an_unknown_commit_label_on_a_body_error_is_not_a_reason_to_retry() {
         // Only a commit can have an unknown result; the body's operations never commit.
         let error = unknown_commit();
-        let failure = Failure::Body {
-            error: &error,
-            conflict: false,
-        };
-        assert_eq!(decide(failure, 1, 0), Retry::GiveUp);
+        assert_eq!(decide(body(&error, false), 1, 0), Retry::GiveUp);
     }
 
     #[test]
     fn a_conflict_the_caller_recognises_runs_the_transaction_again() {
         let error = unlabelled();
-        let failure = Failure::Body {
-            error: &error,
-            conflict: true,
-        };
-        assert_eq!(decide(failure, 1, 0), Retry::Transaction);
+        assert_eq!(decide(body(&error, true), 1, 0), Retry::Transaction);
     }
 
     #[test]
     fn an_unlabelled_error_is_final_in_the_body_and_at_the_commit() {
         let error = unlabelled();
-        let body = Failure::Body {
-            error: &error,
-            conflict: false,
-        };
-        assert_eq!(decide(body, 1, 0), Retry::GiveUp);
+        let in_body = body(&error, false);
+        assert_eq!(decide(in_body, 1, 0), Retry::GiveUp);
         assert_eq!(decide(Failure::Commit(&error), 1, 1), Retry::GiveUp);
     }
 
     #[test]
     fn the_whole_transaction_runs_at_most_transaction_runs_times() {
         let error = transient();
-        let body = Failure::Body {
-            error: &error,
-            conflict: true,
-        };
-        assert_eq!(decide(body, TRANSACTION_RUNS - 1, 0), Retry::Transaction);
-        assert_eq!(decide(body, TRANSACTION_RUNS, 0), Retry::GiveUp);
+        let in_body = body(&error, true);
+        assert_eq!(decide(in_body, TRANSACTION_RUNS - 1, 0), Retry::Transaction);
+        assert_eq!(decide(in_body, TRANSACTION_RUNS, 0), Retry::GiveUp);
         assert_eq!(
             decide(Failure::Commit(&error), TRANSACTION_RUNS, 1),
             Retry::GiveUp
