@@ -4,7 +4,10 @@
 # sets one per service). Every option is also an env var: FLASHSALE_<OPTION>.
 
 # --- Toolchain + cargo-chef (pinned: the recipe format belongs to the version) -----------
-FROM rust:1-bookworm AS chef
+# The toolchain is the workspace's rust-version (Cargo.toml), never a floating `rust:1`: a
+# machine with an older `rust:1` cached would build with that. Change both together
+# (scripts/check_compose.py fails when they differ).
+FROM rust:1.95-bookworm AS chef
 RUN cargo install cargo-chef --version 0.1.78 --locked
 WORKDIR /src
 

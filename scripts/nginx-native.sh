@@ -84,10 +84,16 @@ dir="$(cd "$dir" && pwd)"
     for s in "${servers[@]}"; do echo "server $s $server_params;"; done
 } > "$dir/$servers_name.conf"
 
-# The template with its listen port replaced and, first thing in `http`, temp paths under
-# DIR (the compiled-in defaults, e.g. /var/lib/nginx, are not writable by non-root users).
-awk -v listen="$listen" -v tmp="$dir/temp" '
+# The template with its listen port replaced, worker_rlimit_nofile lowered to the hard
+# open-files limit when that is lower (a worker may not raise its hard limit unless root),
+# and, first thing in `http`, temp paths under DIR (the compiled-in defaults, e.g.
+# /var/lib/nginx, are not writable by non-root users).
+awk -v listen="$listen" -v tmp="$dir/temp" -v hard="$(ulimit -Hn)" '
     /^[[:space:]]*listen 8000[ ;]/ { sub(/listen 8000/, "listen " listen); n++ }
+    /^[[:space:]]*worker_rlimit_nofile[[:space:]]+[0-9]+;/ && hard ~ /^[0-9]+$/ {
+        limit = $2; sub(/;$/, "", limit)
+        if (limit + 0 > hard + 0) sub(/worker_rlimit_nofile[[:space:]]+[0-9]+;/, "worker_rlimit_nofile " hard ";")
+    }
     { print }
     /^http \{/ {
         print "    # Added by scripts/nginx-native.sh: temp paths under its --dir."

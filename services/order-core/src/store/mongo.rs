@@ -12,7 +12,9 @@
 //!   just after it therefore lands in the old sale, invisible to the new one, instead of
 //!   adding an unclaimed order to the new sale (the edge case of the first version).
 //! - `reset` and a worker's batch are multi-document transactions, which MongoDB only offers
-//!   on a replica set: docker compose runs `mongo` as a replica set for that reason.
+//!   on a replica set: docker compose runs `mongo` as a replica set for that reason. A failed
+//!   transaction is run again only when nothing of it was committed, and an uncertain commit
+//!   is only committed again ([`txn_retry`]).
 //! - Writes use majority write concern with retryable writes, reads majority read concern
 //!   (unless the URI says otherwise), so an acknowledged order survives the loss of the
 //!   primary of a replica set.
@@ -21,9 +23,7 @@ use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, doc};
-use mongodb::error::{
-    ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
-};
+use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReadConcern, ReturnDocument, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -34,12 +34,13 @@ use super::{
 use crate::domain::{
     BuyResponse, Order, OrderId, OrdersPage, SaleConfig, SaleState, Strategy, UserId,
 };
+use txn_retry::{Failure, Retry};
+
+mod txn_retry;
 
 const SALE_ID: &str = "current";
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
-/// A transaction that keeps meeting write conflicts is given up after this many tries.
-const TRANSACTION_ATTEMPTS: usize = 10;
 
 /// Orders and sales written before generations existed belong to generation 1.
 fn first_generation() -> i64 {
@@ -306,8 +307,9 @@ impl MongoStore {
         Ok(())
     }
 
-    /// A batch in one transaction (see [`super::Store::buy_batch`]), retried as a whole on a
-    /// transient error or a write conflict: nothing is answered before the commit.
+    /// A batch in one transaction (see [`super::Store::buy_batch`]), run again as a whole on a
+    /// transient error or when a concurrent buyer's order meets the unique key: nothing is
+    /// answered before the commit.
     pub async fn buy_batch(&self, users: &[UserId]) -> Result<Vec<BuyResponse>, StoreError> {
         let ids = users
             .iter()
@@ -328,92 +330,76 @@ impl MongoStore {
                 .collect());
         }
         let mut session = self.client.start_session().await?;
-        let mut attempt = 1;
+        let mut runs = 0;
         loop {
-            match self.buy_batch_in(&mut session, users, &ids).await {
-                Ok(answers) => return Ok(answers),
-                Err(StoreError::Mongo(e))
-                    if attempt < TRANSACTION_ATTEMPTS
-                        && (is_retryable_transaction_error(&e) || is_duplicate_key(&e)) =>
-                {
-                    tracing::debug!(attempt, error = %e, "batch conflicted, retrying");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+            runs += 1;
+            session.start_transaction().await?;
+            let body = self.buy_batch_in(&mut session, users, &ids).await;
+            match finish_transaction(&mut session, body, runs, is_duplicate_key).await {
+                Run::Done(answers) => return Ok(answers),
+                Run::Again => tracing::debug!(runs, "batch transaction runs again"),
+                Run::Failed(e) => return Err(e),
             }
         }
     }
 
+    /// The body of a batch's transaction, started and finished by the caller.
     async fn buy_batch_in(
         &self,
         session: &mut ClientSession,
         users: &[UserId],
         ids: &[i64],
     ) -> Result<Vec<BuyResponse>, StoreError> {
-        session.start_transaction().await?;
-        let work = async {
-            let sale = self
-                .sale
-                .find_one(doc! { "_id": SALE_ID })
+        let sale = self
+            .sale
+            .find_one(doc! { "_id": SALE_ID })
+            .session(&mut *session)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the sale document is missing".into()))?;
+        let mut ledger = self.ledger(&sale, Some(&mut *session)).await?;
+        let mut held = self
+            .held_orders(ids, sale.generation, Some(&mut *session))
+            .await?;
+        let mut answers = Vec::with_capacity(users.len());
+        let mut new_orders = Vec::new();
+        for (&user, &id) in users.iter().zip(ids) {
+            if let Some(order_id) = held.get(&id) {
+                answers.push(BuyResponse::already_ordered(user, order_id.clone()));
+            } else if ledger.take() {
+                let order = OrderDoc::new(id, sale.generation);
+                held.insert(id, order.order_id.clone());
+                answers.push(BuyResponse::ordered(user, order.order_id.clone()));
+                new_orders.push(order);
+            } else {
+                answers.push(BuyResponse::sold_out(user));
+            }
+        }
+        if !new_orders.is_empty() {
+            self.orders
+                .insert_many(&new_orders)
                 .session(&mut *session)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("the sale document is missing".into()))?;
-            let mut ledger = self.ledger(&sale, Some(&mut *session)).await?;
-            let mut held = self
-                .held_orders(ids, sale.generation, Some(&mut *session))
                 .await?;
-            let mut answers = Vec::with_capacity(users.len());
-            let mut new_orders = Vec::new();
-            for (&user, &id) in users.iter().zip(ids) {
-                if let Some(order_id) = held.get(&id) {
-                    answers.push(BuyResponse::already_ordered(user, order_id.clone()));
-                } else if ledger.take() {
-                    let order = OrderDoc::new(id, sale.generation);
-                    held.insert(id, order.order_id.clone());
-                    answers.push(BuyResponse::ordered(user, order.order_id.clone()));
-                    new_orders.push(order);
-                } else {
-                    answers.push(BuyResponse::sold_out(user));
-                }
-            }
-            if !new_orders.is_empty() {
-                self.orders
-                    .insert_many(&new_orders)
-                    .session(&mut *session)
-                    .await?;
-            }
-            if ledger.strategy() == Strategy::Conditional && ledger.taken > 0 {
-                // Touches the sale document, so a concurrent claim or reset conflicts with
-                // this transaction instead of interleaving with it.
-                let taken = to_i64(ledger.taken)?;
-                let updated = self
-                    .sale
-                    .update_one(
-                        doc! { "_id": SALE_ID, "generation": sale.generation,
-                        "remaining": { "$gte": taken } },
-                        doc! { "$inc": { "remaining": -taken } },
-                    )
-                    .session(&mut *session)
-                    .await?;
-                if updated.matched_count != 1 {
-                    return Err(StoreError::Corrupt(
-                        "the sale changed under a batch transaction".into(),
-                    ));
-                }
-            }
-            Ok::<_, StoreError>(answers)
         }
-        .await;
-        match work {
-            Ok(answers) => {
-                session.commit_transaction().await?;
-                Ok(answers)
-            }
-            Err(e) => {
-                let _ = session.abort_transaction().await;
-                Err(e)
+        if ledger.strategy() == Strategy::Conditional && ledger.taken > 0 {
+            // Touches the sale document, so a concurrent claim or reset conflicts with
+            // this transaction instead of interleaving with it.
+            let taken = to_i64(ledger.taken)?;
+            let updated = self
+                .sale
+                .update_one(
+                    doc! { "_id": SALE_ID, "generation": sale.generation,
+                    "remaining": { "$gte": taken } },
+                    doc! { "$inc": { "remaining": -taken } },
+                )
+                .session(&mut *session)
+                .await?;
+            if updated.matched_count != 1 {
+                return Err(StoreError::Corrupt(
+                    "the sale changed under a batch transaction".into(),
+                ));
             }
         }
+        Ok(answers)
     }
 
     /// The sale as a batch finds it: `count-insert` counts the orders, `conditional` reads
@@ -467,56 +453,47 @@ impl MongoStore {
 
     pub async fn reset(&self, sale: SaleConfig) -> Result<SaleState, StoreError> {
         let mut session = self.client.start_session().await?;
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            match self.reset_in(&mut session, sale).await {
-                Ok(generation) => return Ok(SaleState::new(sale, 0, to_u64(generation)?)),
-                Err(e) if attempt < TRANSACTION_ATTEMPTS && is_retryable_transaction_error(&e) => {
-                    tracing::debug!(attempt, error = %e, "sale reset conflicted, retrying");
-                }
-                Err(e) => return Err(e.into()),
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            session.start_transaction().await?;
+            let body = self
+                .reset_in(&mut session, sale)
+                .await
+                .map_err(StoreError::from);
+            match finish_transaction(&mut session, body, runs, |_| false).await {
+                Run::Done(generation) => return Ok(SaleState::new(sale, 0, to_u64(generation)?)),
+                Run::Again => tracing::debug!(runs, "sale reset transaction runs again"),
+                Run::Failed(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
-    /// Drops the orders of every generation and starts the next one; returns its number.
+    /// The body of a reset's transaction, started and finished by the caller: drops the
+    /// orders of every generation and starts the next one; returns its number.
     async fn reset_in(
         &self,
         session: &mut ClientSession,
         sale: SaleConfig,
     ) -> mongodb::error::Result<i64> {
-        session.start_transaction().await?;
-        let work = async {
-            let current = self
-                .sale
-                .find_one(doc! { "_id": SALE_ID })
-                .session(&mut *session)
-                .await?
-                .map_or(first_generation(), |doc| doc.generation);
-            let next = SaleDoc::new(sale, current + 1)
-                .map_err(|e| mongodb::error::Error::custom(format!("bad sale: {e}")))?;
-            self.orders
-                .delete_many(doc! {})
-                .session(&mut *session)
-                .await?;
-            self.sale
-                .replace_one(doc! { "_id": SALE_ID }, &next)
-                .upsert(true)
-                .session(&mut *session)
-                .await?;
-            Ok::<_, mongodb::error::Error>(next.generation)
-        }
-        .await;
-        match work {
-            Ok(generation) => {
-                session.commit_transaction().await?;
-                Ok(generation)
-            }
-            Err(e) => {
-                let _ = session.abort_transaction().await;
-                Err(e)
-            }
-        }
+        let current = self
+            .sale
+            .find_one(doc! { "_id": SALE_ID })
+            .session(&mut *session)
+            .await?
+            .map_or(first_generation(), |doc| doc.generation);
+        let next = SaleDoc::new(sale, current + 1)
+            .map_err(|e| mongodb::error::Error::custom(format!("bad sale: {e}")))?;
+        self.orders
+            .delete_many(doc! {})
+            .session(&mut *session)
+            .await?;
+        self.sale
+            .replace_one(doc! { "_id": SALE_ID }, &next)
+            .upsert(true)
+            .session(&mut *session)
+            .await?;
+        Ok(next.generation)
     }
 
     pub async fn sale(&self) -> Result<SaleState, StoreError> {
@@ -561,7 +538,64 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
-fn is_retryable_transaction_error(error: &mongodb::error::Error) -> bool {
-    error.contains_label(TRANSIENT_TRANSACTION_ERROR)
-        || error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+/// How one run of a transaction ended.
+enum Run<T> {
+    Done(T),
+    /// Nothing was committed and the transaction may run again (after a pause, already taken).
+    Again,
+    Failed(StoreError),
+}
+
+/// Ends run number `runs` of a transaction whose body returned `body`: aborts it on an
+/// error, otherwise commits it, sending the commit again while its outcome is unknown.
+/// `conflict` names the body's errors that a fresh run resolves ([`Failure::Body`]).
+async fn finish_transaction<T>(
+    session: &mut ClientSession,
+    body: Result<T, StoreError>,
+    runs: u32,
+    conflict: fn(&mongodb::error::Error) -> bool,
+) -> Run<T> {
+    let value = match body {
+        Ok(value) => value,
+        Err(error) => {
+            // The server may have aborted it already; either way nothing of it is committed.
+            let _ = session.abort_transaction().await;
+            let retry = match &error {
+                StoreError::Mongo(e) => txn_retry::decide(
+                    Failure::Body {
+                        error: e,
+                        conflict: conflict(e),
+                    },
+                    runs,
+                    0,
+                ),
+                _ => Retry::GiveUp,
+            };
+            if retry != Retry::Transaction {
+                return Run::Failed(error);
+            }
+            tracing::debug!(runs, %error, "transaction aborted, nothing committed");
+            tokio::time::sleep(txn_retry::backoff(runs, txn_retry::jitter())).await;
+            return Run::Again;
+        }
+    };
+    let mut commits = 1;
+    loop {
+        let Err(error) = session.commit_transaction().await else {
+            return Run::Done(value);
+        };
+        match txn_retry::decide(Failure::Commit(&error), runs, commits) {
+            Retry::Commit => {
+                tracing::debug!(commits, %error, "commit outcome unknown, committing again");
+                tokio::time::sleep(txn_retry::backoff(commits, txn_retry::jitter())).await;
+                commits += 1;
+            }
+            Retry::Transaction => {
+                tracing::debug!(runs, %error, "commit failed, nothing committed");
+                tokio::time::sleep(txn_retry::backoff(runs, txn_retry::jitter())).await;
+                return Run::Again;
+            }
+            Retry::GiveUp => return Run::Failed(error.into()),
+        }
+    }
 }
