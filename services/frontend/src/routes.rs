@@ -145,7 +145,7 @@ impl AppState {
         };
         let _in_flight = GaugeGuard::new(self.metrics.in_flight(route));
         match route {
-            Route::Http => self.http.buy(user).await,
+            Route::Http => self.http.buy(user).await.map_err(ApiError::from),
             Route::Mq => self.rpc.buy(user).await.map_err(|error| {
                 tracing::warn!(%error, "MQ buy failed");
                 if let Some(reason) = error.rejection_reason() {
@@ -202,7 +202,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// RPC link to RabbitMQ is up. (Whether a worker is consuming is not checked: without one,
 /// `/mq/buy` answers 504, which is the honest answer.)
 async fn healthz(State(state): State<AppState>) -> Response {
-    let http = state.http.check_health().await;
+    let http = state.http.check_health().await.map_err(|e| e.to_string());
     let mq = if state.rpc.is_connected() {
         Ok(())
     } else {
