@@ -72,6 +72,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
 
+    /// Admission by time: each route admits at most as many buys as its upstream completes
+    /// in this time (measured, window by window: Little's law), so that an admitted buy waits
+    /// about this long at most, whatever the stack behind the route serves; more are
+    /// answered 503 with `Retry-After` at once. The `--max-in-flight-*` limits stay as hard
+    /// ceilings. 0 turns it off (the ceilings only).
+    #[arg(long, env = "FLASHSALE_TARGET_WAIT_MS", default_value_t = 200)]
+    pub target_wait_ms: u64,
+
     /// Admission's hard ceiling on the HTTP route: most buys waiting for the backend at
     /// once; more are answered 503 with `Retry-After` at once, instead of queueing behind the
     /// others. 512 lets the original experiment's highest concurrency (500) through, and is
@@ -118,6 +126,11 @@ impl Config {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// The wait admission bounds; `None` when off.
+    pub fn target_wait(&self) -> Option<Duration> {
+        (self.target_wait_ms > 0).then(|| Duration::from_millis(self.target_wait_ms))
+    }
+
     /// The confirm timeout, capped at the buy timeout.
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms.min(self.timeout_ms))
@@ -138,6 +151,7 @@ impl fmt::Debug for Config {
             .field("queue", &self.queue)
             .field("confirm_timeout_ms", &self.confirm_timeout_ms)
             .field("default_route", &self.default_route)
+            .field("target_wait_ms", &self.target_wait_ms)
             .field("max_in_flight_http", &self.max_in_flight_http)
             .field("max_in_flight_mq", &self.max_in_flight_mq)
             .field("sold_out_gate", &self.sold_out_gate)
@@ -163,6 +177,18 @@ mod tests {
         assert_eq!(config.default_route, Route::Http);
         assert_eq!(config.sold_out_gate, GateMode::Off);
         assert_eq!(config.events_exchange, "sale_events");
+        assert_eq!(config.target_wait(), Some(Duration::from_millis(200)));
+        assert_eq!(
+            (config.max_in_flight_http, config.max_in_flight_mq),
+            (512, 512)
+        );
+    }
+
+    #[test]
+    fn a_target_wait_of_zero_turns_admission_by_time_off() {
+        let config = Config::try_parse_from(["frontend", "--target-wait-ms", "0"]).unwrap();
+        assert_eq!(config.target_wait(), None);
+        assert!(Config::try_parse_from(["frontend", "--target-wait-ms", "-1"]).is_err());
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! original experiment are measured behind one address.
 //!
 //! - [`config`]: options and their `FLASHSALE_*` environment variables.
+//! - [`admission`]: how many buys each route admits, bounded by the target wait.
 //! - [`routes`]: the HTTP surface and the user-id counter.
 //! - [`http_upstream`]: the pooled keep-alive client for the HTTP route and the sale API.
 //! - [`rpc`]: the MQ route: one connection, a reply queue, a correlation-id map.
 //! - [`gate`]: the sold-out gate, and the sale events link every front tier shares.
 //! - [`error`]: the status code each failure answers with.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod gate;
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, GateMode, Route};
 
+use crate::admission::Admission;
 use crate::gate::{Gate, GateSettings};
 use crate::http_upstream::HttpUpstream;
 use crate::metrics::Metrics;
@@ -78,7 +81,8 @@ impl Application {
             rpc.clone(),
             gate.clone(),
             config.default_route,
-            [config.max_in_flight_http, config.max_in_flight_mq],
+            [config.max_in_flight_http, config.max_in_flight_mq]
+                .map(|ceiling| Admission::new(config.target_wait(), ceiling)),
             Arc::clone(&metrics),
         ));
         Ok(Self {
