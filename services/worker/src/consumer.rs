@@ -1,6 +1,6 @@
-//! The consume loop: connect (to the first broker of the list that answers), declare,
-//! consume, answer; reconnect with backoff, failing over to the next broker, when the
-//! connection goes away; drain on shutdown.
+//! The consume session: declare, consume, answer, and on shutdown stop taking deliveries and
+//! drain the ones in hand. Connecting, failing over and backing off are queue-contract's
+//! reconnect loop, which runs one session per connection.
 //!
 //! Two ways to answer, chosen by `--batch`:
 //! - **unbatched** (`--batch 1`, the original): each delivery is answered by its own task

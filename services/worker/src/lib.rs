@@ -6,7 +6,7 @@
 //! shared with the front tier.
 //!
 //! - [`config`]: options and their `FLASHSALE_*` environment variables.
-//! - `consumer`: the consume loop, reconnects and graceful drain.
+//! - `consumer`: the consume session (run by queue-contract's reconnect loop) and its drain.
 //! - `health`: the optional `GET /healthz`.
 
 pub mod config;
