@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use order_core::{BuyResponse, Order, SaleConfig, SaleState, Store, UserId};
-use serde::{Deserialize, Serialize};
+use order_core::{BuyResponse, SaleConfig, SaleOrdersPage, SaleState, Store, UserId};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
@@ -148,25 +148,13 @@ fn max_page() -> u32 {
     MAX_PAGE
 }
 
-#[derive(Serialize)]
-struct OrdersPageBody {
-    /// The sale these orders belong to (a reset between pages shows as a change).
-    generation: u64,
-    user_ids: Vec<u64>,
-    /// With `order_ids=true`: each buyer with their order id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    orders: Option<Vec<Order>>,
-    /// Where the next page starts; `null` on the last page.
-    next_after: Option<u64>,
-}
-
 /// `GET /sale/orders?after=<id>&limit=<n>[&order_ids=true]`: the buyers the store holds,
 /// ascending, so a load tester can check every `ordered` answer against the store, not just
 /// the count, and a front tier can learn the winners of a sold-out sale.
 async fn sale_orders(
     State(state): State<AppState>,
     query: Result<Query<OrdersPageQuery>, QueryRejection>,
-) -> Result<Json<OrdersPageBody>, ApiError> {
+) -> Result<Json<SaleOrdersPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if !(1..=MAX_PAGE).contains(&query.limit) {
         return Err(ApiError::BadRequest(format!(
@@ -174,16 +162,11 @@ async fn sale_orders(
         )));
     }
     let page = state.store.orders_page(query.after, query.limit).await?;
-    let user_ids: Vec<u64> = page.orders.iter().map(|order| order.user_id).collect();
-    let next_after = (user_ids.len() == query.limit as usize)
-        .then(|| user_ids.last().copied())
-        .flatten();
-    Ok(Json(OrdersPageBody {
-        generation: page.generation,
-        user_ids,
-        orders: query.order_ids.then_some(page.orders),
-        next_after,
-    }))
+    Ok(Json(SaleOrdersPage::new(
+        page,
+        query.limit,
+        query.order_ids,
+    )))
 }
 
 #[tracing::instrument(skip_all)]

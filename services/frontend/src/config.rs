@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use order_core::redact::redact_url;
-use queue_contract::connection::Brokers;
-use queue_contract::topology::{DEFAULT_SALE_EVENTS_EXCHANGE, QueueType, RequestQueue};
-use queue_contract::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
+use queue_contract::config::QueueConfig;
+use queue_contract::topology::DEFAULT_SALE_EVENTS_EXCHANGE;
 
 /// Whether the front tier answers from memory once the store has sold the sale out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,25 +50,9 @@ pub struct Config {
     )]
     pub backend_url: String,
 
-    /// RabbitMQ URL for `/mq/buy`, or a comma-separated list of a cluster's nodes: the front
-    /// tier connects to the first that answers and fails over to the others (passwords are
-    /// never logged).
-    #[arg(long, env = "FLASHSALE_AMQP_URL", default_value = DEFAULT_AMQP_URL)]
-    pub amqp_url: Brokers,
-
-    /// The workers' request queue.
-    #[arg(long, env = "FLASHSALE_QUEUE", default_value = DEFAULT_QUEUE)]
-    pub queue: String,
-
-    /// `classic` or `quorum`, as the workers declare it. With `quorum`, every request is
-    /// published with a publisher confirm: a buy is in flight only once the cluster has it.
-    #[arg(long, env = "FLASHSALE_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
-    pub queue_type: QueueType,
-
-    /// Most requests the queue holds, as the workers declare it (0: unbounded). When set,
-    /// requests are published with confirms, and a full queue's refusal is a 503 at once.
-    #[arg(long, env = "FLASHSALE_QUEUE_MAX_LENGTH", default_value_t = 0)]
-    pub queue_max_length: u32,
+    /// The brokers and the request queue of `/mq/buy`, declared as the workers declare them.
+    #[command(flatten)]
+    pub queue: QueueConfig,
 
     /// With publisher confirms (a quorum queue, or a maximum length): longest wait for the
     /// broker to confirm a request before the buy is answered 503 at once. Never longer
@@ -89,18 +72,25 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
 
-    /// Admission on the HTTP route: most buys waiting for the backend at once; more are
-    /// answered 503 with `Retry-After` at once, instead of queueing behind the others.
-    /// 512: the original experiment's highest concurrency (500) fits, and at the capacities
-    /// measured on the 2-core box (8-12k buys/s) 512 waiting buys are 40-65 ms of queue.
-    /// Below the backends' own limits together (2 x 512), so the front tier, where a
+    /// Admission by time: each route admits at most as many buys as its upstream completes
+    /// in this time (measured, window by window: Little's law), so that an admitted buy waits
+    /// about this long at most, whatever the stack behind the route serves; more are
+    /// answered 503 with `Retry-After` at once. The `--max-in-flight-*` limits stay as hard
+    /// ceilings. 0 turns it off (the ceilings only).
+    #[arg(long, env = "FLASHSALE_TARGET_WAIT_MS", default_value_t = 200)]
+    pub target_wait_ms: u64,
+
+    /// Admission's hard ceiling on the HTTP route: most buys waiting for the backend at
+    /// once; more are answered 503 with `Retry-After` at once, instead of queueing behind the
+    /// others. 512 lets the original experiment's highest concurrency (500) through, and is
+    /// below the two backends' own limits together (2 x 512), so that the front tier, where a
     /// refusal is cheapest, refuses first.
     #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT_HTTP", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight_http: u32,
 
-    /// Admission on the MQ route: most buys waiting for a worker's reply at once (this also
-    /// bounds what one front tier can put in the request queue). 512, as the HTTP route.
+    /// Admission's hard ceiling on the MQ route: most buys waiting for a worker's reply at
+    /// once (this also bounds what one front tier can put in the request queue).
     #[arg(long, env = "FLASHSALE_MAX_IN_FLIGHT_MQ", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight_mq: u32,
@@ -129,10 +119,6 @@ pub struct Config {
         default_value = "flashsale-frontend"
     )]
     pub connection_name: String,
-
-    /// How long one RabbitMQ connection attempt may take before it counts as failed.
-    #[arg(long, env = "FLASHSALE_CONNECT_TIMEOUT_MS", default_value_t = 3000)]
-    pub connect_timeout_ms: u64,
 }
 
 impl Config {
@@ -140,21 +126,14 @@ impl Config {
         Duration::from_millis(self.timeout_ms)
     }
 
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
+    /// The wait admission bounds; `None` when off.
+    pub fn target_wait(&self) -> Option<Duration> {
+        (self.target_wait_ms > 0).then(|| Duration::from_millis(self.target_wait_ms))
     }
 
     /// The confirm timeout, capped at the buy timeout.
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms.min(self.timeout_ms))
-    }
-
-    pub fn request_queue(&self) -> RequestQueue {
-        RequestQueue {
-            name: self.queue.clone(),
-            queue_type: self.queue_type,
-            max_length: (self.queue_max_length > 0).then_some(self.queue_max_length),
-        }
     }
 
     /// The backend URL without a trailing slash, so paths can be appended.
@@ -169,12 +148,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("backend_url", &redact_url(&self.backend_url))
-            .field("amqp_url", &self.amqp_url)
             .field("queue", &self.queue)
-            .field("queue_type", &self.queue_type)
             .field("confirm_timeout_ms", &self.confirm_timeout_ms)
-            .field("queue_max_length", &self.queue_max_length)
             .field("default_route", &self.default_route)
+            .field("target_wait_ms", &self.target_wait_ms)
             .field("max_in_flight_http", &self.max_in_flight_http)
             .field("max_in_flight_mq", &self.max_in_flight_mq)
             .field("sold_out_gate", &self.sold_out_gate)
@@ -182,7 +159,6 @@ impl fmt::Debug for Config {
             .field("gate_recheck_ms", &self.gate_recheck_ms)
             .field("timeout_ms", &self.timeout_ms)
             .field("connection_name", &self.connection_name)
-            .field("connect_timeout_ms", &self.connect_timeout_ms)
             .finish()
     }
 }
@@ -197,10 +173,22 @@ mod tests {
         let config = Config::try_parse_from(["frontend"]).unwrap();
         assert_eq!(config.listen, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(config.backend_url, "http://127.0.0.1:8000");
-        assert_eq!(config.queue, "buy_requests");
+        assert_eq!(config.queue.name, "buy_requests");
         assert_eq!(config.default_route, Route::Http);
         assert_eq!(config.sold_out_gate, GateMode::Off);
         assert_eq!(config.events_exchange, "sale_events");
+        assert_eq!(config.target_wait(), Some(Duration::from_millis(200)));
+        assert_eq!(
+            (config.max_in_flight_http, config.max_in_flight_mq),
+            (512, 512)
+        );
+    }
+
+    #[test]
+    fn a_target_wait_of_zero_turns_admission_by_time_off() {
+        let config = Config::try_parse_from(["frontend", "--target-wait-ms", "0"]).unwrap();
+        assert_eq!(config.target_wait(), None);
+        assert!(Config::try_parse_from(["frontend", "--target-wait-ms", "-1"]).is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::admission::Refusal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The client's request is wrong (a bad user id).
@@ -20,14 +22,30 @@ pub enum ApiError {
     /// The upstream did not answer within the configured timeout.
     #[error("{0}")]
     Timeout(String),
-    /// Admission: too many buys already wait on this route. Answered at once, with
+    /// Admission: the route has as many buys in flight as it may. Answered at once, with
     /// `Retry-After`, instead of queueing the buyer behind them.
-    #[error("too many buys in flight on the {route} route (limit {limit}); retry later")]
-    Overloaded { route: &'static str, limit: u32 },
+    #[error("{}", overloaded(route, refusal))]
+    Overloaded {
+        route: &'static str,
+        refusal: Refusal,
+    },
     /// The request queue refused the buy at once (full, or the cluster could not take it):
     /// 503 with `Retry-After`, as an admission refusal.
     #[error("{0}")]
     Refused(String),
+}
+
+fn overloaded(route: &str, refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Ceiling { limit } => {
+            format!("too many buys in flight on the {route} route (limit {limit}); retry later")
+        }
+        Refusal::TargetWait { limit, target } => format!(
+            "the {route} route is busy: another buy would wait longer than {} ms \
+             (limit {limit} in flight); retry later",
+            target.as_millis()
+        ),
+    }
 }
 
 impl ApiError {

@@ -3,12 +3,14 @@
 //! original experiment are measured behind one address.
 //!
 //! - [`config`]: options and their `FLASHSALE_*` environment variables.
+//! - [`admission`]: how many buys each route admits, bounded by the target wait.
 //! - [`routes`]: the HTTP surface and the user-id counter.
 //! - [`http_upstream`]: the pooled keep-alive client for the HTTP route and the sale API.
 //! - [`rpc`]: the MQ route: one connection, a reply queue, a correlation-id map.
 //! - [`gate`]: the sold-out gate, and the sale events link every front tier shares.
 //! - [`error`]: the status code each failure answers with.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod gate;
@@ -23,11 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use order_core::shutdown::Shutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use config::{Config, GateMode, Route};
 
+use crate::admission::Admission;
 use crate::gate::{Gate, GateSettings};
 use crate::http_upstream::HttpUpstream;
 use crate::metrics::Metrics;
@@ -38,7 +41,6 @@ pub struct Application {
     listener: TcpListener,
     rpc: RpcClient,
     gate: Gate,
-    metrics: Arc<Metrics>,
     router: axum::Router,
 }
 
@@ -50,21 +52,23 @@ impl Application {
         tracing::info!(?config, "starting front tier");
         let http = HttpUpstream::new(config.backend_base(), config.timeout())
             .context("building the HTTP client")?;
+        let metrics = Arc::new(Metrics::new());
         let rpc = RpcClient::new(RpcSettings {
-            brokers: config.amqp_url.clone(),
-            queue: config.request_queue(),
+            link: config.queue.link(
+                config.connection_name.as_str(),
+                Some(metrics.reconnects.clone()),
+            ),
+            queue: config.queue.request_queue(),
             confirm_timeout: config.confirm_timeout(),
-            connection_name: config.connection_name.clone(),
-            connect_timeout: config.connect_timeout(),
             timeout: config.timeout(),
         });
         let gate = Gate::new(
             GateSettings {
                 enabled: config.sold_out_gate == GateMode::On,
-                brokers: config.amqp_url.clone(),
+                link: config
+                    .queue
+                    .link(format!("{}-events", config.connection_name), None),
                 exchange: config.events_exchange.clone(),
-                connection_name: config.connection_name.clone(),
-                connect_timeout: config.connect_timeout(),
                 recheck: Duration::from_millis(config.gate_recheck_ms),
             },
             http.clone(),
@@ -72,20 +76,19 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        let metrics = Arc::new(Metrics::new());
         let router = routes::router(routes::AppState::new(
             http,
             rpc.clone(),
             gate.clone(),
             config.default_route,
-            [config.max_in_flight_http, config.max_in_flight_mq],
+            [config.max_in_flight_http, config.max_in_flight_mq]
+                .map(|ceiling| Admission::new(config.target_wait(), ceiling)),
             Arc::clone(&metrics),
         ));
         Ok(Self {
             listener,
             rpc,
             gate,
-            metrics,
             router,
         })
     }
@@ -113,34 +116,17 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let link = tokio::spawn(self.rpc.clone().run(stop_rx.clone()));
-        let events = tokio::spawn(self.gate.clone().run(stop_rx));
-        tokio::spawn(count_reconnects(
-            self.rpc.connected(),
-            Arc::clone(&self.metrics),
-        ));
+        let stop = Shutdown::new();
+        let link = tokio::spawn(self.rpc.clone().run(stop.clone()));
+        let events = tokio::spawn(self.gate.clone().run(stop.clone()));
         tracing::info!(addr = %self.local_addr(), "front tier listening");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");
-        stop_tx.send_replace(true);
+        stop.cancel();
         link.await.context("the RPC link task panicked")?;
         events.await.context("the sale events task panicked")?;
         served
-    }
-}
-
-/// Counts the RPC link's returns: every time it comes up after the first.
-async fn count_reconnects(mut connected: watch::Receiver<bool>, metrics: Arc<Metrics>) {
-    let mut up_before = false;
-    while connected.changed().await.is_ok() {
-        if *connected.borrow_and_update() {
-            if up_before {
-                metrics.reconnects.inc();
-            }
-            up_before = true;
-        }
     }
 }

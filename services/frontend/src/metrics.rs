@@ -1,11 +1,13 @@
 //! The front tier's metrics (`GET /metrics`): buys by route and outcome, their duration,
-//! buys in flight, rejections by reason, RPCs pending, reconnects, and the gate.
+//! admission (buys in flight, the current limit, the measured completion rate, rejections
+//! by reason), RPCs pending, reconnects, and the gate.
 
 use std::time::Duration;
 
 use order_core::Outcome;
 use order_core::metrics::{self, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
+use crate::admission::Admission;
 use crate::config::Route;
 use crate::error::ApiError;
 
@@ -56,6 +58,8 @@ struct RouteMetrics {
     buys: [IntCounter; OUTCOMES.len()],
     duration: Histogram,
     in_flight: IntGauge,
+    admission_limit: IntGauge,
+    admission_rate: IntGauge,
     gate_sold_out: IntCounter,
     gate_already_ordered: IntCounter,
 }
@@ -92,6 +96,20 @@ impl Metrics {
             "Buys waiting for their route's upstream right now.",
             &["route"],
         );
+        let admission_limit = metrics::gauge_vec(
+            &registry,
+            "flashsale_frontend_admission_limit",
+            "Most buys the route admits at once now: its completion rate times the target \
+             wait, within its ceiling.",
+            &["route"],
+        );
+        let admission_rate = metrics::gauge_vec(
+            &registry,
+            "flashsale_frontend_admission_completion_rate",
+            "Buys per second the route's upstream is measured to complete (0 until the route \
+             has been saturated).",
+            &["route"],
+        );
         let gate_answers = metrics::counter_vec(
             &registry,
             "flashsale_frontend_gate_answers_total",
@@ -104,6 +122,8 @@ impl Metrics {
                 buys: OUTCOMES.map(|outcome| buys.with_label_values(&[label, outcome])),
                 duration: duration.with_label_values(&[label]),
                 in_flight: in_flight.with_label_values(&[label]),
+                admission_limit: admission_limit.with_label_values(&[label]),
+                admission_rate: admission_rate.with_label_values(&[label]),
                 gate_sold_out: gate_answers.with_label_values(&[label, "sold_out"]),
                 gate_already_ordered: gate_answers.with_label_values(&[label, "already_ordered"]),
             }
@@ -116,7 +136,9 @@ impl Metrics {
         );
         // Shown at 0 from the start, so dashboards see the series before the first refusal.
         for route in ROUTES {
-            rejections.with_label_values(&[route_label(route), "in_flight_limit"]);
+            for reason in ["in_flight_limit", "target_wait"] {
+                rejections.with_label_values(&[route_label(route), reason]);
+            }
         }
         Self {
             routes,
@@ -166,8 +188,14 @@ impl Metrics {
         }
     }
 
-    pub fn in_flight(&self, route: Route) -> IntGauge {
-        self.route(route).in_flight.clone()
+    /// The route's admission as it stands now (read when `/metrics` is served).
+    pub fn admission(&self, route: Route, admission: &Admission) {
+        let metrics = self.route(route);
+        metrics.in_flight.set(i64::from(admission.in_flight()));
+        metrics.admission_limit.set(i64::from(admission.limit()));
+        metrics
+            .admission_rate
+            .set(admission.rate().map_or(0, |rate| rate.round() as i64));
     }
 
     pub fn reject(&self, route: Route, reason: &str) {

@@ -12,13 +12,12 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use order_core::metrics::GaugeGuard;
 use order_core::{BuyResponse, Outcome, SaleState, UserId};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
+use crate::admission::Admission;
 use crate::config::Route;
 use crate::error::ApiError;
 use crate::gate::Gate;
@@ -29,12 +28,6 @@ use crate::rpc::RpcClient;
 /// Set on answers the sold-out gate gave from memory.
 pub const ANSWERED_BY: &str = "x-answered-by";
 
-/// A route's admission limit: at most `limit` buys wait on its upstream at once.
-struct Admission {
-    permits: Semaphore,
-    limit: u32,
-}
-
 #[derive(Clone)]
 pub struct AppState {
     pub http: HttpUpstream,
@@ -42,7 +35,7 @@ pub struct AppState {
     pub gate: Gate,
     pub default_route: Route,
     pub metrics: Arc<Metrics>,
-    /// HTTP, MQ.
+    /// Admission per route: HTTP, MQ.
     admission: Arc<[Admission; 2]>,
     /// The next user id handed out to a buy without `?user=` (as the original did).
     next_user: Arc<AtomicU64>,
@@ -54,13 +47,9 @@ impl AppState {
         rpc: RpcClient,
         gate: Gate,
         default_route: Route,
-        limits: [u32; 2],
+        admission: [Admission; 2],
         metrics: Arc<Metrics>,
     ) -> Self {
-        let admission = limits.map(|limit| Admission {
-            permits: Semaphore::new(limit as usize),
-            limit,
-        });
         Self {
             http,
             rpc,
@@ -70,6 +59,10 @@ impl AppState {
             admission: Arc::new(admission),
             next_user: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    fn admission(&self, route: Route) -> &Admission {
+        &self.admission[route as usize]
     }
 }
 
@@ -135,17 +128,15 @@ impl AppState {
     }
 
     async fn buy_upstream(&self, route: Route, user: UserId) -> Result<BuyResponse, ApiError> {
-        let admission = &self.admission[route as usize];
-        let Ok(_permit) = admission.permits.try_acquire() else {
-            self.metrics.reject(route, "in_flight_limit");
-            return Err(ApiError::Overloaded {
+        let mut permit = self.admission(route).try_admit().map_err(|refusal| {
+            self.metrics.reject(route, refusal.reason());
+            ApiError::Overloaded {
                 route: route.as_str(),
-                limit: admission.limit,
-            });
-        };
-        let _in_flight = GaugeGuard::new(self.metrics.in_flight(route));
-        match route {
-            Route::Http => self.http.buy(user).await,
+                refusal,
+            }
+        })?;
+        let answer = match route {
+            Route::Http => self.http.buy(user).await.map_err(ApiError::from),
             Route::Mq => self.rpc.buy(user).await.map_err(|error| {
                 tracing::warn!(%error, "MQ buy failed");
                 if let Some(reason) = error.rejection_reason() {
@@ -153,7 +144,11 @@ impl AppState {
                 }
                 error.into()
             }),
+        };
+        if answer.is_ok() {
+            permit.answered();
         }
+        answer
     }
 }
 
@@ -187,6 +182,9 @@ async fn default_buy(
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let metrics = &state.metrics;
     metrics.rpc_pending.set(state.rpc.pending() as i64);
+    for route in [Route::Http, Route::Mq] {
+        metrics.admission(route, state.admission(route));
+    }
     let gate = state.gate.status();
     metrics.gate_closed.set(i64::from(gate.state == "closed"));
     metrics
@@ -202,7 +200,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// RPC link to RabbitMQ is up. (Whether a worker is consuming is not checked: without one,
 /// `/mq/buy` answers 504, which is the honest answer.)
 async fn healthz(State(state): State<AppState>) -> Response {
-    let http = state.http.check_health().await;
+    let http = state.http.check_health().await.map_err(|e| e.to_string());
     let mq = if state.rpc.is_connected() {
         Ok(())
     } else {

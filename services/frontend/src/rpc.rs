@@ -1,10 +1,10 @@
 //! The MQ route: buy requests over the RabbitMQ RPC queue, on ONE connection per process.
 //!
-//! The original opened a channel per request, which is what made it slow. Here a connection
-//! task owns one connection, one channel and one exclusive, server-named reply queue
-//! (consumed no-ack), and keeps them up: it reconnects with backoff when the broker goes away
-//! and re-declares everything. Requests publish on the shared channel and wait on a oneshot
-//! registered under their correlation id.
+//! A connection task owns one connection, one channel and one exclusive, server-named reply
+//! queue (consumed no-ack), and keeps them up: it reconnects ([`Link::run`]) when the broker
+//! goes away and re-declares everything. Requests publish on a shared channel and wait on a
+//! oneshot registered under their correlation id: opening a channel or a reply queue per
+//! request would cost broker round trips on every buy.
 //!
 //! Invariants:
 //! - every entry of the pending map belongs to a request still waiting: the entry is removed
@@ -41,9 +41,11 @@ use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use order_core::shutdown::Shutdown;
 use order_core::{BuyResponse, UserId};
-use queue_contract::connection::{Backoff, Brokers};
+use queue_contract::connection::Connected;
 use queue_contract::message::{BuyRequest, ErrorReply};
+use queue_contract::reconnect::{Link, SessionEnd};
 use queue_contract::topology::{self, QueueType, RequestQueue};
 use tokio::sync::{oneshot, watch};
 
@@ -115,10 +117,9 @@ impl From<RpcError> for ApiError {
 /// Settings of the RPC client, taken from the front tier's configuration.
 #[derive(Clone)]
 pub struct RpcSettings {
-    pub brokers: Brokers,
+    /// The brokers and the connection's name.
+    pub link: Link,
     pub queue: RequestQueue,
-    pub connection_name: String,
-    pub connect_timeout: Duration,
     pub timeout: Duration,
     /// With confirms: longest wait for the broker's confirm of a request before answering
     /// 503 (capped at `timeout`).
@@ -130,7 +131,7 @@ type Reply = Result<Vec<u8>, RpcError>;
 
 /// The channel requests publish on and the queue replies come back to.
 #[derive(Clone)]
-struct Link {
+struct Publishing {
     channel: Channel,
     reply_to: ShortString,
     /// The channel is in confirm mode.
@@ -139,7 +140,7 @@ struct Link {
 
 struct Inner {
     settings: RpcSettings,
-    link: RwLock<Option<Link>>,
+    link: RwLock<Option<Publishing>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     connected: watch::Sender<bool>,
     /// Asks the connection task for a fresh publishing channel.
@@ -260,48 +261,21 @@ impl RpcClient {
         outcome
     }
 
-    /// Keeps the link up until `stop` turns true, then closes the connection.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new();
-        // Which broker of the list to try first: after a loss, the one after the lost one.
-        let mut start = 0;
-        loop {
-            match self.session(&mut stop, &mut start).await {
-                Ok(Session::Stopped) => break,
-                Ok(Session::Lost(reason)) => {
-                    backoff.reset();
-                    tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting");
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "cannot reach RabbitMQ; will retry"
-                    );
-                }
-            }
-            let delay = backoff.next_delay();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = stop.wait_for(|stop| *stop) => break,
-            }
-        }
-        tracing::info!("RPC client stopped");
+    /// Keeps the link up until `shutdown` is cancelled, then closes the connection.
+    pub async fn run(self, shutdown: Shutdown) {
+        let link = &self.inner.settings.link;
+        link.run(&shutdown, |connected| self.session(connected, &shutdown))
+            .await;
     }
 
+    /// One connection's worth of RPC: the reply queue and the publishing channel, until the
+    /// connection is lost or shutdown is asked for. Requests still waiting then fail at once.
     async fn session(
         &self,
-        stop: &mut watch::Receiver<bool>,
-        start: &mut usize,
-    ) -> anyhow::Result<Session> {
+        connected: Connected,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<SessionEnd> {
         let settings = &self.inner.settings;
-        let brokers = &settings.brokers;
-        let connected = tokio::select! {
-            connected = brokers.connect(
-                *start, &settings.connection_name, settings.connect_timeout,
-            ) => connected?,
-            _ = stop.wait_for(|stop| *stop) => return Ok(Session::Stopped),
-        };
-        *start = brokers.next_after(connected.index);
         let connection = connected.connection;
         let channel = connection
             .create_channel()
@@ -318,7 +292,7 @@ impl RpcClient {
 
         // The session keeps no handle on a publishing channel: an abandoned one closes once
         // the requests still using it are done.
-        let link = |channel| Link {
+        let link = |channel| Publishing {
             channel,
             reply_to: reply_queue.name().clone(),
             confirms,
@@ -339,7 +313,7 @@ impl RpcClient {
         let mut wanted = false;
         let end = loop {
             let reopen = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => break Session::Stopped,
+                () = shutdown.cancelled() => break SessionEnd::Stopped,
                 () = self.inner.reopen.notified(), if !wanted => {
                     wanted = true;
                     false
@@ -351,8 +325,8 @@ impl RpcClient {
                         false
                     }
                     // An error is always followed by the end of the stream.
-                    Some(Err(error)) => break Session::Lost(error.to_string()),
-                    None => break Session::Lost("the reply consumer was cancelled".into()),
+                    Some(Err(error)) => break SessionEnd::Lost(error.to_string()),
+                    None => break SessionEnd::Lost("the reply consumer was cancelled".into()),
                 },
             };
             if reopen {
@@ -366,7 +340,7 @@ impl RpcClient {
                         );
                         *self.inner.link.write().unwrap() = Some(link(publisher));
                     }
-                    Err(error) => break Session::Lost(format!("{error:#}")),
+                    Err(error) => break SessionEnd::Lost(format!("{error:#}")),
                 }
             }
         };
@@ -374,7 +348,7 @@ impl RpcClient {
         *self.inner.link.write().unwrap() = None;
         self.inner.connected.send_replace(false);
         self.fail_pending();
-        if let Session::Stopped = end {
+        if let SessionEnd::Stopped = end {
             close(&channel, &connection).await;
         }
         Ok(end)
@@ -416,11 +390,6 @@ impl RpcClient {
             let _ = sender.send(Err(RpcError::LinkLost));
         }
     }
-}
-
-enum Session {
-    Stopped,
-    Lost(String),
 }
 
 /// A request's slot in the pending map, removed when this guard drops, whatever happened.
@@ -511,10 +480,13 @@ mod tests {
 
     fn client() -> RpcClient {
         RpcClient::new(RpcSettings {
-            brokers: "amqp://127.0.0.1:1/%2f".parse().unwrap(),
+            link: Link {
+                brokers: "amqp://127.0.0.1:1/%2f".parse().unwrap(),
+                connection_name: "test".into(),
+                connect_timeout: Duration::from_millis(100),
+                reconnects: None,
+            },
             queue: RequestQueue::classic("q"),
-            connection_name: "test".into(),
-            connect_timeout: Duration::from_millis(100),
             timeout: Duration::from_millis(100),
             confirm_timeout: Duration::from_millis(100),
         })

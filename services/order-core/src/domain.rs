@@ -210,6 +210,38 @@ pub struct OrdersPage {
     pub orders: Vec<Order>,
 }
 
+/// `GET /sale/orders?after=<id>&limit=<n>[&order_ids=true]`: one page of the buyers a sale's
+/// store holds, ascending by user id. The backend writes it; the front tier's sold-out gate
+/// reads it (with `order_ids=true`) to learn the winners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleOrdersPage {
+    /// The sale these orders belong to (a reset between pages shows as a change).
+    pub generation: u64,
+    pub user_ids: Vec<u64>,
+    /// With `order_ids=true`: each buyer with their order id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<Vec<Order>>,
+    /// Where the next page starts (its `after`); `null` on the last page.
+    pub next_after: Option<u64>,
+}
+
+impl SaleOrdersPage {
+    /// The page answering a read of at most `limit` orders: only a full page can have a
+    /// next one.
+    pub fn new(page: OrdersPage, limit: u32, with_order_ids: bool) -> Self {
+        let user_ids: Vec<u64> = page.orders.iter().map(|order| order.user_id).collect();
+        let next_after = (user_ids.len() == limit as usize)
+            .then(|| user_ids.last().copied())
+            .flatten();
+        Self {
+            generation: page.generation,
+            user_ids,
+            orders: with_order_ids.then_some(page.orders),
+            next_after,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +297,31 @@ mod tests {
                 "generation": 4, "sold_out": true, "buyers_final": false,
             })
         );
+    }
+
+    #[test]
+    fn an_orders_page_has_a_next_page_only_when_full() {
+        let order = |user_id| Order {
+            user_id,
+            order_id: format!("o{user_id}"),
+        };
+        let page = |users: &[u64]| OrdersPage {
+            generation: 2,
+            orders: users.iter().copied().map(order).collect(),
+        };
+
+        let full = SaleOrdersPage::new(page(&[3, 5]), 2, false);
+        let last = SaleOrdersPage::new(page(&[7]), 2, true);
+
+        assert_eq!(
+            serde_json::to_value(&full).unwrap(),
+            serde_json::json!({"generation": 2, "user_ids": [3, 5], "next_after": 5})
+        );
+        assert_eq!(last.next_after, None);
+        assert_eq!(last.orders, Some(vec![order(7)]));
+        let read: SaleOrdersPage =
+            serde_json::from_value(serde_json::to_value(&last).unwrap()).unwrap();
+        assert_eq!(read, last);
     }
 
     #[test]

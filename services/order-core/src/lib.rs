@@ -14,8 +14,8 @@ pub mod strategy;
 pub mod telemetry;
 
 pub use domain::{
-    BuyResponse, InvalidUserId, Order, OrderId, OrdersPage, Outcome, SaleConfig, SaleState,
-    Strategy, UserId,
+    BuyResponse, InvalidUserId, Order, OrderId, OrdersPage, Outcome, SaleConfig, SaleOrdersPage,
+    SaleState, Strategy, UserId,
 };
 pub use store::{Store, StoreConfig, StoreError};
 pub use strategy::{buy, buy_batch};

@@ -1,4 +1,12 @@
-//! The shutdown signal every service drains on: Ctrl-C or SIGTERM (what `docker stop` sends).
+//! Stopping a service: the signal that asks for it (Ctrl-C or SIGTERM, what `docker stop`
+//! sends) and the token every task of a service drains on.
+//!
+//! [`Shutdown`] is the one token type of the services: cloned into each task that must stop,
+//! cancelled once, awaited with `cancelled()` (usually in a `select!`). Unlike a `watch`
+//! channel of `bool` it has no value to misread and no sender to keep alive, and a task that
+//! starts after the cancellation sees it at once.
+
+pub use tokio_util::sync::CancellationToken as Shutdown;
 
 /// Resolves when the process is asked to stop.
 pub async fn signal() {

@@ -2,10 +2,10 @@
 //!
 //! lapin's own recovery is not dependable across a broker restart (amqp-rs/lapin #450, #312)
 //! and `Connection::connect` can hang on a broker that accepts TCP but never answers
-//! (lapin #437). So every caller owns a reconnect loop built from the pieces here: a list of
-//! [`Brokers`] parsed once from `--amqp-url` (comma-separated), a connection attempt bounded
-//! in time that walks that list ([`Brokers::connect`]), and a capped exponential [`Backoff`]
-//! between rounds.
+//! (lapin #437). So the services reconnect themselves ([`crate::reconnect`]), from the pieces
+//! here: a list of [`Brokers`] parsed once from `--amqp-url` (comma-separated), a connection
+//! attempt bounded in time that walks that list ([`Brokers::connect`]), and a capped
+//! exponential [`Backoff`] between rounds.
 //!
 //! Failover order: after losing a broker, the next attempt starts with the broker after it,
 //! so a dead node is tried last, not first. Passwords never reach a log line or an error.

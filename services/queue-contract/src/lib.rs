@@ -8,10 +8,14 @@
 //!   other arguments, so there is exactly one definition of each.
 //! - [`events`]: the sale events (sold out, reset) that keep every front tier's gate honest.
 //! - [`connection`]: a list of brokers, bounded connection attempts, failover and backoff.
+//! - [`reconnect`]: the one reconnect loop every client runs its sessions in.
+//! - [`config`]: the queue options both tiers take (flags and `FLASHSALE_*` variables).
 
+pub mod config;
 pub mod connection;
 pub mod events;
 pub mod message;
+pub mod reconnect;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 pub mod topology;

@@ -2,35 +2,17 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use order_core::StoreConfig;
-use queue_contract::connection::Brokers;
-use queue_contract::topology::{QueueType, RequestQueue};
-use queue_contract::{DEFAULT_AMQP_URL, DEFAULT_QUEUE};
+use queue_contract::config::QueueConfig;
 
 /// How the worker connects, what it consumes and where orders go.
 #[derive(Clone, clap::Parser)]
 #[command(name = "worker", version, about)]
 pub struct Config {
-    /// RabbitMQ URL, or a comma-separated list of a cluster's nodes: the worker connects to
-    /// the first that answers and fails over to the others (passwords are never logged).
-    #[arg(long, env = "FLASHSALE_AMQP_URL", default_value = DEFAULT_AMQP_URL)]
-    pub amqp_url: Brokers,
-
-    /// The durable request queue (its dead-letter queue is `<queue>.dead`).
-    #[arg(long, env = "FLASHSALE_QUEUE", default_value = DEFAULT_QUEUE)]
-    pub queue: String,
-
-    /// `classic` (one node) or `quorum` (replicated over a cluster). The front tier must
-    /// declare the queue the same way.
-    #[arg(long, env = "FLASHSALE_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
-    pub queue_type: QueueType,
-
-    /// Most requests the queue holds; publishes beyond it are refused (the front tier
-    /// answers 503). 0: unbounded. The front tier must use the same value.
-    #[arg(long, env = "FLASHSALE_QUEUE_MAX_LENGTH", default_value_t = 0)]
-    pub queue_max_length: u32,
+    /// The brokers and the request queue, declared as the front tier declares them.
+    #[command(flatten)]
+    pub queue: QueueConfig,
 
     /// Decide up to this many waiting requests in one store transaction, reply to each, then
     /// acknowledge them with one `multiple` ack; the prefetch becomes the batch size. A batch
@@ -61,10 +43,6 @@ pub struct Config {
         default_value = "flashsale-worker"
     )]
     pub connection_name: String,
-
-    /// How long one connection attempt may take before it counts as failed.
-    #[arg(long, env = "FLASHSALE_CONNECT_TIMEOUT_MS", default_value_t = 3000)]
-    pub connect_timeout_ms: u64,
 }
 
 /// A setting that contradicts another.
@@ -94,34 +72,18 @@ impl Config {
             self.prefetch.unwrap_or(1)
         }
     }
-
-    pub fn request_queue(&self) -> RequestQueue {
-        RequestQueue {
-            name: self.queue.clone(),
-            queue_type: self.queue_type,
-            max_length: (self.queue_max_length > 0).then_some(self.queue_max_length),
-        }
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
 }
 
-// Hand-written so that the AMQP password never reaches a log line.
+// Hand-written to show the prefetch in effect rather than the option as given.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("amqp_url", &self.amqp_url)
             .field("queue", &self.queue)
-            .field("queue_type", &self.queue_type)
-            .field("queue_max_length", &self.queue_max_length)
             .field("batch", &self.batch)
             .field("prefetch", &self.effective_prefetch())
             .field("store", &self.store)
             .field("health_listen", &self.health_listen)
             .field("connection_name", &self.connection_name)
-            .field("connect_timeout_ms", &self.connect_timeout_ms)
             .finish()
     }
 }
@@ -134,9 +96,10 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let config = Config::try_parse_from(["worker"]).unwrap();
-        assert_eq!(config.amqp_url, DEFAULT_AMQP_URL.parse().unwrap());
-        assert_eq!(config.queue, "buy_requests");
-        assert_eq!(config.queue_type, QueueType::Classic);
+        assert_eq!(
+            config.queue.request_queue(),
+            queue_contract::topology::RequestQueue::classic("buy_requests")
+        );
         assert_eq!(config.batch, 1);
         assert_eq!(config.effective_prefetch(), 1);
         assert_eq!(config.store.strategy, order_core::Strategy::CountInsert);
@@ -163,7 +126,7 @@ mod tests {
         let config =
             Config::try_parse_from(["worker", "--amqp-url", "amqp://a:1/%2f,amqp://b:2/%2f"])
                 .unwrap();
-        assert_eq!(config.amqp_url.len(), 2);
+        assert_eq!(config.queue.brokers.len(), 2);
         assert!(Config::try_parse_from(["worker", "--amqp-url", "http://a"]).is_err());
     }
 

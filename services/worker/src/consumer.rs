@@ -1,6 +1,6 @@
-//! The consume loop: connect (to the first broker of the list that answers), declare,
-//! consume, answer; reconnect with backoff, failing over to the next broker, when the
-//! connection goes away; drain on shutdown.
+//! The consume session: declare, consume, answer, and on shutdown stop taking deliveries and
+//! drain the ones in hand. Connecting, failing over and backing off are queue-contract's
+//! reconnect loop, which runs one session per connection.
 //!
 //! Two ways to answer, chosen by `--batch`:
 //! - **unbatched** (`--batch 1`, the original): each delivery is answered by its own task
@@ -38,9 +38,11 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use order_core::shutdown::Shutdown;
 use order_core::{BuyResponse, Store};
-use queue_contract::connection::Backoff;
+use queue_contract::connection::Connected;
 use queue_contract::message::{ErrorReply, Request};
+use queue_contract::reconnect::SessionEnd;
 use queue_contract::topology;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -63,66 +65,35 @@ pub(crate) struct Consumer {
     pub(crate) metrics: Arc<Metrics>,
 }
 
-enum SessionEnd {
-    Shutdown,
-    Lost(String),
-}
-
 impl Consumer {
     fn set_consuming(&self, consuming: bool) {
         self.consuming.send_replace(consuming);
         self.metrics.consuming.set(i64::from(consuming));
     }
 
-    /// Consumes until `stop` turns true, reconnecting whenever the connection is lost.
-    pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new();
-        // Which broker of the list to try first: after a loss, the one after the lost one.
-        let mut start = 0;
-        let mut connected_before = false;
-        loop {
-            match self
-                .session(&mut stop, &mut start, &mut connected_before)
-                .await
-            {
-                Ok(SessionEnd::Shutdown) => break,
-                Ok(SessionEnd::Lost(reason)) => {
-                    // The session had been consuming: start the next one quickly.
-                    backoff.reset();
-                    tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting");
-                }
-                Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), "cannot consume; will retry");
-                }
-            }
+    /// Consumes until `shutdown` is cancelled, reconnecting whenever the connection is lost.
+    pub(crate) async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        let link = self.config.queue.link(
+            self.config.connection_name.as_str(),
+            Some(self.metrics.reconnects.clone()),
+        );
+        link.run(&shutdown, |connected| async {
+            let end = self.session(connected, &shutdown).await;
             self.set_consuming(false);
-            let delay = backoff.next_delay();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = stop.wait_for(|stop| *stop) => break,
-            }
-        }
-        self.set_consuming(false);
+            end
+        })
+        .await;
         tracing::info!("worker stopped");
     }
 
+    /// One connection's worth of consuming: declare, consume and answer until the connection
+    /// is lost or shutdown is asked for; then drain what is in hand.
     async fn session(
         self: &Arc<Self>,
-        stop: &mut watch::Receiver<bool>,
-        start: &mut usize,
-        connected_before: &mut bool,
+        connected: Connected,
+        shutdown: &Shutdown,
     ) -> anyhow::Result<SessionEnd> {
         let config = &self.config;
-        let brokers = &config.amqp_url;
-        let connected = tokio::select! {
-            connected = brokers.connect(*start, &config.connection_name, config.connect_timeout()) => connected?,
-            _ = stop.wait_for(|stop| *stop) => return Ok(SessionEnd::Shutdown),
-        };
-        // Whatever ends this session, the next one starts with another broker.
-        *start = brokers.next_after(connected.index);
-        if std::mem::replace(connected_before, true) {
-            self.metrics.reconnects.inc();
-        }
         let connection = connected.connection;
         let channel = connection
             .create_channel()
@@ -133,7 +104,7 @@ impl Consumer {
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
             .context("setting the prefetch")?;
-        let queue = config.request_queue();
+        let queue = config.queue.request_queue();
         topology::declare_request_queue(&channel, &queue)
             .await
             .with_context(|| format!("declaring queue {:?}", queue.name))?;
@@ -171,7 +142,7 @@ impl Consumer {
         let mut in_hand = JoinSet::new();
         let end = loop {
             let next = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => break SessionEnd::Shutdown,
+                () = shutdown.cancelled() => break SessionEnd::Stopped,
                 Some(joined) = in_hand.join_next() => {
                     log_join(joined);
                     continue;
@@ -215,7 +186,7 @@ impl Consumer {
         };
         self.set_consuming(false);
 
-        if let SessionEnd::Shutdown = end {
+        if let SessionEnd::Stopped = end {
             // Stop taking deliveries first; prefetched ones not yet in hand are requeued by the
             // broker when the channel closes.
             let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
@@ -237,7 +208,7 @@ impl Consumer {
             );
         }
         depth.abort();
-        if let SessionEnd::Shutdown = end {
+        if let SessionEnd::Stopped = end {
             close(&channel, &connection).await;
         }
         Ok(end)

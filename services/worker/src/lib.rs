@@ -6,7 +6,7 @@
 //! shared with the front tier.
 //!
 //! - [`config`]: options and their `FLASHSALE_*` environment variables.
-//! - `consumer`: the consume loop, reconnects and graceful drain.
+//! - `consumer`: the consume session (run by queue-contract's reconnect loop) and its drain.
 //! - `health`: the optional `GET /healthz`.
 
 pub mod config;
@@ -14,12 +14,13 @@ mod consumer;
 mod health;
 pub mod metrics;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use order_core::Store;
+use order_core::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -41,7 +42,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         tracing::info!(?config, "starting worker");
         config.validate()?;
-        let metrics = Arc::new(Metrics::new(&config.queue));
+        let metrics = Arc::new(Metrics::new(&config.queue.name));
         let store = config
             .store
             .open()
@@ -88,29 +89,28 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = Shutdown::new();
         let health = self.health.map(|listener| {
-            let mut stop = stop_rx.clone();
             let router = health::router(
                 self.consumer.consuming.subscribe(),
                 Arc::clone(&self.consumer.metrics),
             );
-            tokio::spawn(async move {
+            tokio::spawn(
                 axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await
-            })
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
+            )
         });
-        let consume = tokio::spawn(Arc::clone(&self.consumer).run(stop_rx));
-        tokio::spawn(async move {
-            shutdown.await;
-            stop_tx.send_replace(true);
-            // Keep the sender alive until the consumer has seen it.
-            stop_tx.closed().await;
+        let consume = tokio::spawn(Arc::clone(&self.consumer).run(stop.clone()));
+        let signal = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
         });
         consume.await.context("the consume loop panicked")?;
+        signal.abort();
         if let Some(health) = health {
             health
                 .await

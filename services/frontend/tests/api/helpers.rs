@@ -90,6 +90,10 @@ pub struct StackOptions {
     /// The front tier's sold-out gate.
     pub gate: bool,
     pub gate_recheck_ms: u64,
+    /// The front tier's `--target-wait-ms`. 0 (off) unless a test is about it: the other
+    /// tests send all their buyers at once to check what the store decides, and a limit
+    /// learned from a debug build's rate would refuse some of them.
+    pub target_wait_ms: u64,
     /// More options for the front tier (e.g. `--max-in-flight-http=10`).
     pub frontend_args: Vec<String>,
 }
@@ -115,6 +119,7 @@ impl Default for StackOptions {
             via_nginx: false,
             gate: false,
             gate_recheck_ms: 1000,
+            target_wait_ms: 0,
             frontend_args: Vec::new(),
         }
     }
@@ -288,6 +293,8 @@ impl StackSpec {
             &options.timeout_ms.to_string(),
             "--confirm-timeout-ms",
             &options.confirm_timeout_ms.to_string(),
+            "--target-wait-ms",
+            &options.target_wait_ms.to_string(),
             "--connection-name",
             &connection,
             "--connect-timeout-ms",

@@ -11,4 +11,5 @@ mod gate;
 mod helpers;
 mod overload;
 mod routes;
+mod target_wait;
 mod workers;
