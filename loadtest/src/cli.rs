@@ -156,6 +156,11 @@ pub struct RunOpts {
     #[arg(long, env = "FLASHSALE_MARKS_FILE")]
     pub marks_file: Option<PathBuf>,
 
+    /// Write every buyer to this file as JSON Lines, in send order: `{"user", "first_send_us",
+    /// "sends", "outcome", "order_id", "status"}` (outcome: the buyer's last answer).
+    #[arg(long, env = "FLASHSALE_BUYERS_OUT")]
+    pub buyers_out: Option<PathBuf>,
+
     /// No progress line.
     #[arg(short = 'q', long, env = "FLASHSALE_QUIET")]
     pub quiet: bool,

@@ -47,6 +47,12 @@ pub enum LoadtestError {
         cause: std::io::Error,
     },
 
+    #[error("cannot write the buyers file {}: {cause}; pick a writable --buyers-out path", path.display())]
+    BuyersOut {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+
     #[error("cannot read report {}: {reason}; pass a JSON report written by loadtest", path.display())]
     ReadReport { path: PathBuf, reason: String },
 

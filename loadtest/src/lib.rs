@@ -10,6 +10,7 @@
 //! - [`cli`] holds the options, and [`execute`] runs one command. `main` only prints and
 //!   picks the exit code.
 
+pub mod buyers;
 pub mod check;
 pub mod cli;
 pub mod compare;
@@ -142,6 +143,7 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
     };
     check_label(&label)?;
     report::ensure_writable(&opts.out)?;
+    let buyers_file = opts.buyers_out.as_deref().map(buyers::create).transpose()?;
     let addr = preflight(&target).await?;
     let control = Control::new(&target.origin, control_timeout(opts.timeout_ms))?;
     let scraper = metrics::Scraper::new(control_timeout(opts.timeout_ms))?;
@@ -159,6 +161,7 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
         warmup: opts.warmup,
         threads: opts.threads,
         engine: opts.engine,
+        keep_order_ids: opts.buyers_out.is_some(),
     };
     let prepare = Prepare {
         control: &control,
@@ -212,6 +215,10 @@ pub async fn run(opts: &RunOpts) -> Result<(Report, Vec<PathBuf>), LoadtestError
     report.server_metrics = scraper.deltas(&opts.metrics, &before).await;
     report.checks = check::evaluate(&opts.checks, &report);
     let mut files = report.write(&opts.out)?;
+    if let (Some(file), Some(path)) = (buyers_file, &opts.buyers_out) {
+        buyers::write(file, path, &result.buyers)?;
+        files.push(path.clone());
+    }
     let svg = opts.out.join(format!("{}-latency.svg", report.label));
     plot::latency_percentiles(
         &svg,

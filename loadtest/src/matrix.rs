@@ -319,6 +319,7 @@ pub async fn run(opts: &MatrixOpts) -> Result<(MatrixReport, Vec<PathBuf>), Load
                             warmup: None,
                             threads: opts.threads,
                             engine: opts.engine,
+                            keep_order_ids: false,
                         };
                         let prepare = Prepare {
                             control: &control,

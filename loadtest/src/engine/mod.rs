@@ -38,9 +38,10 @@ use tokio::sync::{Barrier, oneshot, watch};
 use tokio::task::{JoinSet, LocalSet};
 use tokio::time::Sleep;
 
+use crate::buyers::{self, Buyer};
 use crate::error::LoadtestError;
 use crate::http1::RequestTemplate;
-use crate::outcome::{Outcome, Outcomes};
+use crate::outcome::{Answer, Outcome, Outcomes};
 use crate::target::Target;
 
 /// Warm-up requests use user ids from here on, far from any run's ids, so a warm-up
@@ -97,6 +98,8 @@ pub struct Plan {
     /// Generator threads; 0 means one per core.
     pub threads: usize,
     pub engine: Engine,
+    /// Keep the order id of every answer, for the per-buyer file.
+    pub keep_order_ids: bool,
 }
 
 impl Plan {
@@ -142,9 +145,11 @@ pub struct Counters {
     pub errors: AtomicU64,
 }
 
-/// One second of the run: what ended in it.
+/// One second of the run: what ended in it, and how many requests were sent in it.
 #[derive(Debug, Clone)]
 pub struct Second {
+    /// Requests sent in this second (by when they really went out).
+    pub sent: u64,
     pub outcomes: Outcomes,
     /// Latency of the answered requests that ended in this second (µs, 2 significant
     /// digits: enough for a per-second p50/p99, and small enough to keep one per second).
@@ -154,6 +159,7 @@ pub struct Second {
 impl Second {
     fn new() -> Self {
         Self {
+            sent: 0,
             outcomes: Outcomes::default(),
             latency: Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 2)
                 .expect("constant histogram bounds are valid"),
@@ -161,6 +167,7 @@ impl Second {
     }
 
     fn merge(&mut self, other: &Second) {
+        self.sent += other.sent;
         self.outcomes.add(&other.outcomes);
         self.latency
             .add(&other.latency)
@@ -186,6 +193,10 @@ pub struct RunResult {
     pub outcomes: Outcomes,
     /// Distinct user ids answered `ordered`, sorted.
     pub ordered_users: Vec<u64>,
+    /// Every measured buyer (when requests carry user ids), in send order.
+    pub buyers: Vec<Buyer>,
+    /// Each client's first send, in microseconds since the start, ascending.
+    pub first_sends_us: Vec<u64>,
     /// Second `i` holds the requests that ended in `[i, i + 1)` s after the start.
     pub timeline: Vec<Second>,
 }
@@ -217,6 +228,7 @@ pub(crate) struct Shared {
     issued: AtomicU64,
     warm_user: AtomicU64,
     warmup_until: Option<Instant>,
+    keep_order_ids: bool,
     counters: Arc<Counters>,
 }
 
@@ -225,8 +237,13 @@ pub(crate) struct Shared {
 pub(crate) trait Connection: Sized {
     fn new(shared: &Shared) -> Self;
     async fn connect(&mut self, shared: &Shared) -> Result<(), ()>;
-    async fn attempt(&mut self, shared: &Shared, user: u64) -> (Outcome, Option<u64>);
+    async fn attempt(&mut self, shared: &Shared, user: u64) -> Answer;
     fn close(&mut self);
+    /// Requests written again so far on this client (after a connection found closed
+    /// while idle); the buyer's `sends` is one more than its share of these.
+    fn resends(&self) -> u64 {
+        0
+    }
 }
 
 /// Runs the plan. `before_measure` runs once every client is connected and warmed up,
@@ -260,6 +277,7 @@ where
         issued: AtomicU64::new(0),
         warm_user: AtomicU64::new(WARMUP_USER_BASE),
         warmup_until: plan.warmup.map(|w| Instant::now() + w),
+        keep_order_ids: plan.keep_order_ids,
         counters,
     });
     let (gate_tx, gate_rx) = watch::channel(Gate::Wait);
@@ -341,12 +359,16 @@ where
         refused,
         outcomes,
         mut ordered_users,
+        mut buyers,
+        mut first_sends_us,
         timeline,
         ..
     } = all;
     let elapsed = start.elapsed();
     ordered_users.sort_unstable();
     ordered_users.dedup();
+    buyers::sort_by_send(&mut buyers);
+    first_sends_us.sort_unstable();
     Ok(RunResult {
         requests: outcomes.total(),
         elapsed,
@@ -356,6 +378,8 @@ where
         refused,
         outcomes,
         ordered_users,
+        buyers,
+        first_sends_us,
         timeline,
     })
 }
@@ -366,6 +390,8 @@ struct ClientResult {
     refused: Histogram<u64>,
     outcomes: Outcomes,
     ordered_users: Vec<u64>,
+    buyers: Vec<Buyer>,
+    first_sends_us: Vec<u64>,
     timeline: Vec<Second>,
     pending_done: u64,
     pending_errors: u64,
@@ -382,6 +408,8 @@ impl ClientResult {
             refused: new_histogram(),
             outcomes: Outcomes::default(),
             ordered_users: Vec::new(),
+            buyers: Vec::new(),
+            first_sends_us: Vec::new(),
             timeline: Vec::new(),
             pending_done: 0,
             pending_errors: 0,
@@ -398,6 +426,8 @@ impl ClientResult {
         }
         self.outcomes.add(&other.outcomes);
         self.ordered_users.extend(other.ordered_users);
+        self.buyers.extend(other.buyers);
+        self.first_sends_us.extend(other.first_sends_us);
         if self.timeline.len() < other.timeline.len() {
             self.timeline.resize_with(other.timeline.len(), Second::new);
         }
@@ -406,21 +436,29 @@ impl ClientResult {
         }
     }
 
-    /// Records one request that ended at `end` (`start`: the run's start).
-    fn record(
-        &mut self,
-        shared: &Shared,
-        outcome: Outcome,
-        latency: Duration,
-        user: Option<u64>,
-        start: Instant,
-        end: Instant,
-    ) {
+    /// Records one finished request (`start`: the run's start).
+    fn record(&mut self, shared: &Shared, done: Done, start: Instant) {
+        let Done {
+            answer,
+            user,
+            sends,
+            intended,
+            sent_at,
+            end,
+        } = done;
+        let outcome = answer.outcome;
+        // From the intended send time: in the open loop, time spent queued behind a slow
+        // answer counts (coordinated omission); in the closed loop it is the send time.
+        let latency = end.saturating_duration_since(intended);
         self.outcomes.record(outcome);
-        let second = end.saturating_duration_since(start).as_secs() as usize;
-        if second >= self.timeline.len() {
-            self.timeline.resize_with(second + 1, Second::new);
+        let at = |instant: Instant| instant.saturating_duration_since(start);
+        let sent_second = at(sent_at).as_secs() as usize;
+        let second = at(end).as_secs() as usize;
+        if second.max(sent_second) >= self.timeline.len() {
+            self.timeline
+                .resize_with(second.max(sent_second) + 1, Second::new);
         }
+        self.timeline[sent_second].sent += 1;
         let bucket = &mut self.timeline[second];
         bucket.outcomes.record(outcome);
         if outcome.answered() {
@@ -435,10 +473,21 @@ impl ClientResult {
                 self.accepted.saturating_record(us);
             }
         }
+        // Who bought: the id the answer names, else the id sent.
         if outcome == Outcome::Ordered
-            && let Some(user) = user
+            && let Some(buyer) = answer.user.or(user)
         {
-            self.ordered_users.push(user);
+            self.ordered_users.push(buyer);
+        }
+        if let Some(user) = user {
+            self.buyers.push(Buyer {
+                user,
+                first_send_us: micros(at(sent_at)),
+                sends,
+                outcome,
+                status: answer.status,
+                order_id: answer.order_id,
+            });
         }
         // The live counters are shared between threads: update them in batches, not
         // once per request, so the progress line costs the hot loop nothing.
@@ -451,6 +500,12 @@ impl ClientResult {
         if self.pending_done >= COUNTER_BATCH || latency >= Duration::from_millis(1) {
             self.flush(shared);
         }
+    }
+
+    /// Records a client's first send.
+    fn first_send(&mut self, sent_at: Instant, start: Instant) {
+        self.first_sends_us
+            .push(micros(sent_at.saturating_duration_since(start)));
     }
 
     fn flush(&mut self, shared: &Shared) {
@@ -469,24 +524,38 @@ struct Client<C> {
     conn: C,
     /// The request deadline timer, re-armed lazily (see `exchange`).
     timer: Pin<Box<Sleep>>,
+    /// Whether this client has sent a measured request yet.
+    sent_any: bool,
+}
+
+/// One request as the loops hand it to the results.
+struct Done {
+    answer: Answer,
+    /// The user id sent, when requests carry user ids (so the request is a buyer).
+    user: Option<u64>,
+    sends: u32,
+    /// When the request was due (open loop) or sent (closed loop): latency runs from here.
+    intended: Instant,
+    sent_at: Instant,
+    end: Instant,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl<C: Connection> Client<C> {
-    /// One request with its deadline. Returns the outcome and the user id the answer named.
+    /// One request with its deadline: the answer, and how many times it was written.
     ///
     /// The timer is not re-armed per request (that is a timer-wheel update each time):
     /// it keeps an earlier deadline, and only when it fires is it moved to the current
     /// request's deadline. It never fires later than the current deadline.
-    async fn exchange(
-        &mut self,
-        shared: &Shared,
-        user: u64,
-        now: Instant,
-    ) -> (Outcome, Option<u64>) {
+    async fn exchange(&mut self, shared: &Shared, user: u64, now: Instant) -> (Answer, u32) {
         let deadline = tokio::time::Instant::from_std(now) + shared.timeout;
         if self.timer.deadline() > deadline {
             self.timer.as_mut().reset(deadline);
         }
+        let resends_before = self.conn.resends();
         let answer = {
             let mut timer = self.timer.as_mut();
             let mut attempt = std::pin::pin!(self.conn.attempt(shared, user));
@@ -503,11 +572,40 @@ impl<C: Connection> Client<C> {
                 }
             }
         };
-        answer.unwrap_or_else(|| {
+        let sends = 1 + (self.conn.resends() - resends_before) as u32;
+        let answer = answer.unwrap_or_else(|| {
             // The answer may still arrive on this connection; start clean instead.
             self.conn.close();
-            (Outcome::Timeout, None)
-        })
+            Answer::failed(Outcome::Timeout)
+        });
+        (answer, sends)
+    }
+
+    /// Sends `user`'s buy now and records it; `intended`: when it was due (open loop),
+    /// else now.
+    async fn buy(
+        &mut self,
+        shared: &Shared,
+        results: &RefCell<ClientResult>,
+        user: u64,
+        intended: Option<Instant>,
+        start: Instant,
+    ) {
+        let sent_at = Instant::now();
+        if !self.sent_any {
+            self.sent_any = true;
+            results.borrow_mut().first_send(sent_at, start);
+        }
+        let (answer, sends) = self.exchange(shared, user, sent_at).await;
+        let done = Done {
+            answer,
+            user: shared.target.with_user_ids().then_some(user),
+            sends,
+            intended: intended.unwrap_or(sent_at),
+            sent_at,
+            end: Instant::now(),
+        };
+        results.borrow_mut().record(shared, done, start);
     }
 }
 
@@ -523,6 +621,7 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
     let mut client = Client {
         conn: C::new(&shared),
         timer: Box::pin(tokio::time::sleep(shared.timeout)),
+        sent_any: false,
     };
     // Connect before the clock starts; a failure here shows up as the first request's
     // connect error.
@@ -549,7 +648,7 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
 async fn closed_loop<C: Connection>(
     shared: &Shared,
     client: &mut Client<C>,
-    result: &RefCell<ClientResult>,
+    results: &RefCell<ClientResult>,
     start: Instant,
 ) {
     let mut sent = 0u64;
@@ -564,24 +663,14 @@ async fn closed_loop<C: Connection>(
         }
         sent += 1;
         let user = shared.next_user.fetch_add(1, Relaxed);
-        let sent_at = Instant::now();
-        let (outcome, named) = client.exchange(shared, user, sent_at).await;
-        let end = Instant::now();
-        result.borrow_mut().record(
-            shared,
-            outcome,
-            end - sent_at,
-            buyer(shared, named, user),
-            start,
-            end,
-        );
+        client.buy(shared, results, user, None, start).await;
     }
 }
 
 async fn open_loop<C: Connection>(
     shared: &Shared,
     client: &mut Client<C>,
-    result: &RefCell<ClientResult>,
+    results: &RefCell<ClientResult>,
     start: Instant,
     index: u64,
     rate: f64,
@@ -596,23 +685,15 @@ async fn open_loop<C: Connection>(
     while i < total {
         let intended = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(intended.into()).await;
-        let user = shared.user_start + i;
-        let (outcome, named) = client.exchange(shared, user, Instant::now()).await;
-        let end = Instant::now();
-        // From the intended send time: time spent queued behind a slow answer counts.
-        result.borrow_mut().record(
-            shared,
-            outcome,
-            end.saturating_duration_since(intended),
-            buyer(shared, named, user),
-            start,
-            end,
-        );
+        client
+            .buy(
+                shared,
+                results,
+                shared.user_start + i,
+                Some(intended),
+                start,
+            )
+            .await;
         i += shared.concurrency;
     }
-}
-
-/// Who bought: the id the answer names, else the id sent (when ids are sent at all).
-fn buyer(shared: &Shared, named: Option<u64>, sent: u64) -> Option<u64> {
-    named.or(shared.target.with_user_ids().then_some(sent))
 }

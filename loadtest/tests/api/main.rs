@@ -2,6 +2,7 @@
 //! each test. One test binary (modules below) keeps link time low.
 
 mod binary;
+mod buyers;
 mod checks;
 mod engines;
 mod errors;

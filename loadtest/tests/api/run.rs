@@ -124,6 +124,7 @@ async fn requests_to_a_closed_port_are_connect_errors() {
         warmup: None,
         threads: 2,
         engine: engine::Engine::Own,
+        keep_order_ids: false,
     };
 
     let result = engine::run(&plan, Arc::new(Counters::default()), || async { Ok(()) })
