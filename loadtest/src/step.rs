@@ -47,6 +47,15 @@ impl Session {
         Ok(session)
     }
 
+    /// Waits until the store's order count is stable (work queued behind requests that
+    /// timed out has landed); a target without `/sale` or a failed read does not wait.
+    pub async fn settle(&self) {
+        let _ = self
+            .control
+            .wait_until_drained(self.interval, self.max_drain)
+            .await;
+    }
+
     /// Waits for the store to settle and reads it, with the list of buyers it holds where
     /// the target serves one; a failed read leaves the store unread (with a warning)
     /// rather than losing the run's measurements.
@@ -189,7 +198,7 @@ pub async fn run(
     if step.reset.is_some() {
         // Requests of an earlier run that timed out may still be in a queue: let them land
         // before the reset, or they would count as this run's orders.
-        session.read_store().await;
+        session.settle().await;
     }
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(

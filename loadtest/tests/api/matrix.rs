@@ -314,3 +314,110 @@ async fn a_timed_matrix_where_every_buy_writes_says_so() {
         "{md}"
     );
 }
+
+#[tokio::test]
+async fn the_store_reaches_the_reconfigure_command_and_skipped_rows_are_not_run() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("reconfigured.log");
+    let command = format!(
+        "echo \"$FLASHSALE_STORE $FLASHSALE_SOLD_OUT_GATE\" >> {}",
+        log.display()
+    );
+    let opts = matrix_opts(
+        &sale,
+        out.path(),
+        &[
+            "--label",
+            "s",
+            "--stock",
+            "1",
+            "--concurrency",
+            "2",
+            "-r",
+            "1",
+            "--routes",
+            "http",
+            "--strategies",
+            "conditional,row-lock",
+            "--store",
+            "sqlite,postgres",
+            "--gate",
+            "off,on",
+            "--skip",
+            "store=postgres,gate=on",
+            "--skip",
+            "strategy=conditional,gate=on",
+            "--reconfigure",
+            &command,
+        ],
+    );
+
+    loadtest::execute(opts).await.unwrap();
+
+    // The gate outermost (the dimensions' order); postgres with the gate on has no row
+    // left, so it is never set up.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, "sqlite off\npostgres off\nsqlite on\n");
+    let report = load_matrix(out.path().join("s.json"));
+    assert_eq!(report.dimensions, ["gate", "store"]);
+    assert_eq!(
+        report.skipped,
+        ["store=postgres,gate=on", "strategy=conditional,gate=on"]
+    );
+    let rows: Vec<(String, String, String)> = report
+        .steps
+        .iter()
+        .map(|s| {
+            let d = &s.settings.dimensions;
+            (
+                d["store"].clone(),
+                d["gate"].clone(),
+                s.settings.strategy.clone().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("sqlite", "off", "conditional"),
+        ("sqlite", "off", "row-lock"),
+        ("postgres", "off", "conditional"),
+        ("postgres", "off", "row-lock"),
+        ("sqlite", "on", "row-lock"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(rows, expected);
+    assert_eq!(report.steps[3].label(), "s-goff-postgres-row-lock-http-c2");
+    let md = std::fs::read_to_string(out.path().join("s.md")).unwrap();
+    assert!(md.contains("| store") && md.contains("row-lock"), "{md}");
+    assert!(
+        md.contains("`strategy=conditional,gate=on` were skipped"),
+        "{md}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_stack_value_or_skip_exits_2_before_anything_is_sent() {
+    let sale = FakeSale::start(0, Faults::default()).await;
+    for args in [
+        vec!["--store", "excel"],
+        vec!["--gate", "maybe"],
+        vec!["--batch", "0"],
+        vec!["--skip", "colour=red"],
+        vec!["--skip", "strategy=cont-insert"],
+    ] {
+        let mut argv = vec!["matrix", sale.origin.as_str(), "--admin-token", TOKEN];
+        argv.extend(&args);
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+                .args(&argv)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+    assert!(sale.resets().is_empty(), "nothing ran");
+}
