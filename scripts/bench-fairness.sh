@@ -20,7 +20,7 @@
 #   --repeat K        runs per row (default 3)
 #   --concurrency C   clients (default 500, the main matrix's largest)
 #   -r N              requests per client (default 10, as the main matrix)
-#   --quick           a short run for trying the script (c = 50, -r 2, 1 run a row, batch 1
+#   --quick           a short run for trying the script (c = 100, -r 3, 1 run a row, batch 1
 #                     and gate off only): not for results
 #   LOADTEST          (env) the load tester to run (default target/release/loadtest)
 #
@@ -53,7 +53,7 @@ command -v python3 >/dev/null || die "python3 is needed to read the reports"
 chromium=/usr/bin/chromium
 batch=1,64 gate=off,on
 if ((quick)); then
-    concurrency=50 reps=2 repeat=1 batch=1 gate=off
+    concurrency=100 reps=3 repeat=1 batch=1 gate=off
 fi
 
 if ((build)); then build_release; fi
@@ -84,12 +84,14 @@ stop_stack
 
 # The HTML report as a picture: a fresh profile, and no background network (there is none).
 png="$out/together.png"
+out_abs="$(cd "$out" && pwd)"
 if [[ -x "$chromium" ]]; then
     profile="$(mktemp -d)"
     if timeout 120 "$chromium" --headless --no-sandbox --disable-gpu \
         --disable-background-networking --disable-component-update --no-first-run \
         --disable-sync --disable-quic --user-data-dir="$profile" --hide-scrollbars \
-        --screenshot="$PWD/$png" --window-size=1500,5200 "file://$PWD/$out/together.html" \
+        --screenshot="$out_abs/together.png" --window-size=1500,6500 \
+        "file://$out_abs/together.html" \
         >/dev/null 2>&1; then
         say "rendered $png"
     else
