@@ -90,7 +90,7 @@ if [[ -x "$chromium" ]]; then
     if timeout 120 "$chromium" --headless --no-sandbox --disable-gpu \
         --disable-background-networking --disable-component-update --no-first-run \
         --disable-sync --disable-quic --user-data-dir="$profile" --hide-scrollbars \
-        --screenshot="$out_abs/together.png" --window-size=1500,6500 \
+        --screenshot="$out_abs/together.png" --window-size=1700,6000 \
         "file://$out_abs/together.html" \
         >/dev/null 2>&1; then
         say "rendered $png"
