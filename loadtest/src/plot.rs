@@ -396,7 +396,7 @@ fn design_panel(
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 15))
         .margin(8)
-        .margin_right(44)
+        .margin_right(60)
         .x_label_area_size(28)
         .y_label_area_size(48)
         .build_cartesian_2d(-0.5..levels.len() as f64 - 0.5, 0.0..y_max)
@@ -473,7 +473,7 @@ fn design_panel(
         chart
             .draw_series(std::iter::once(
                 EmptyElement::at((last.0, last.1.median))
-                    + Text::new(name, (8, dy), ("sans-serif", 13).into_font().color(&color)),
+                    + Text::new(name, (22, dy), ("sans-serif", 13).into_font().color(&color)),
             ))
             .map_err(|e| e.to_string())?;
     }
