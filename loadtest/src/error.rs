@@ -47,6 +47,12 @@ pub enum LoadtestError {
         cause: std::io::Error,
     },
 
+    #[error("cannot write the buyers file {}: {cause}; pick a writable --buyers-out path", path.display())]
+    BuyersOut {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+
     #[error("cannot read report {}: {reason}; pass a JSON report written by loadtest", path.display())]
     ReadReport { path: PathBuf, reason: String },
 
@@ -70,6 +76,6 @@ pub enum LoadtestError {
     #[error("--reconfigure failed: {0}")]
     Reconfigure(String),
 
-    #[error("cannot draw plot {}: {reason}", path.display())]
-    Plot { path: PathBuf, reason: String },
+    #[error("cannot draw the {name} plot: {reason}")]
+    Plot { name: String, reason: String },
 }

@@ -10,11 +10,15 @@
 //! - every request has a deadline (`Plan::timeout`), connect included, so a run ends only
 //!   when every request sent has been answered or has timed out: `run` joins all clients;
 //! - the clock starts after every client has connected (and warmed up), and after the
-//!   caller's `before_measure` step (the sale reset), so neither is measured;
+//!   caller's `before_measure` step (the sale reset), so neither is measured; with
+//!   `start_together` every connection has also carried one `GET /healthz`, so the server
+//!   has accepted it, before any buy;
 //! - closed loop: a client sends its next request when the previous one is done;
-//!   open loop: request `i` is due at `start + i / rate` and its latency is measured from
-//!   that intended time, so a stalled server shows in the percentiles (coordinated
-//!   omission corrected, as wrk2 does);
+//!   open loop: request `i` is due at `start + i / rate` (or where the stages' arrivals
+//!   reach `i`) and its latency is measured from that intended time, so a stalled server
+//!   shows in the percentiles (coordinated omission corrected, as wrk2 does);
+//! - a measured request with a user id is a buyer: its first send instant (on this
+//!   monotonic clock), its sends and its last answer are kept;
 //! - the clients of one thread share one histogram, one set of counts and one timeline
 //!   (no locks in the loop); threads are merged at the end;
 //! - the timeline buckets each request by the second (since the start) in which it ended.
@@ -38,9 +42,11 @@ use tokio::sync::{Barrier, oneshot, watch};
 use tokio::task::{JoinSet, LocalSet};
 use tokio::time::Sleep;
 
+use crate::buyers::{self, Buyer};
 use crate::error::LoadtestError;
 use crate::http1::RequestTemplate;
-use crate::outcome::{Outcome, Outcomes};
+use crate::outcome::{Answer, Outcome, Outcomes};
+use crate::stages::Stages;
 use crate::target::Target;
 
 /// Warm-up requests use user ids from here on, far from any run's ids, so a warm-up
@@ -81,6 +87,42 @@ pub enum Stop {
     Duration(Duration),
 }
 
+/// How requests are paced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pace {
+    /// Each client sends its next request when the previous one is done.
+    Closed,
+    /// Open loop at this many requests per second.
+    Rate(f64),
+    /// Open loop at a piecewise-linear rate; the stages decide how many requests.
+    Stages(Stages),
+}
+
+impl Pace {
+    /// Open loop: how many requests in all (`None`: closed loop).
+    fn open_total(&self, stop: Stop, concurrency: u64) -> Option<u64> {
+        let rate = match self {
+            Pace::Closed => return None,
+            Pace::Stages(stages) => return Some(stages.total()),
+            Pace::Rate(rate) => *rate,
+        };
+        Some(match stop {
+            Stop::Repetitions(r) => r.saturating_mul(concurrency),
+            Stop::Requests(n) => n,
+            Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
+        })
+    }
+
+    /// Open loop: when request `i` is due, from the start.
+    fn due(&self, i: u64) -> Duration {
+        match self {
+            Pace::Stages(stages) => stages.offset(i),
+            Pace::Rate(rate) => Duration::from_secs_f64(i as f64 / rate),
+            Pace::Closed => Duration::ZERO,
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -88,15 +130,19 @@ pub struct Plan {
     pub addr: SocketAddr,
     pub concurrency: usize,
     pub stop: Stop,
-    /// Open loop at this many requests per second; closed loop when `None`.
-    pub rate: Option<f64>,
+    pub pace: Pace,
     pub timeout: Duration,
     /// First user id of the measured requests.
     pub user_start: u64,
     pub warmup: Option<Duration>,
+    /// Warm every connection with one `GET /healthz` before the clock starts (the first
+    /// buys then go out together on connections the server has accepted).
+    pub start_together: bool,
     /// Generator threads; 0 means one per core.
     pub threads: usize,
     pub engine: Engine,
+    /// Keep the order id of every answer, for the per-buyer file.
+    pub keep_order_ids: bool,
 }
 
 impl Plan {
@@ -110,12 +156,14 @@ impl Plan {
 
     /// Requests the run will send, when known in advance.
     pub fn total_requests(&self) -> Option<u64> {
-        match (self.stop, self.rate) {
-            (Stop::Repetitions(r), _) => Some(r.saturating_mul(self.concurrency as u64)),
-            (Stop::Requests(n), _) => Some(n),
-            (Stop::Duration(d), Some(rate)) => Some((rate * d.as_secs_f64()).round() as u64),
-            (Stop::Duration(_), None) => None,
-        }
+        let concurrency = self.concurrency as u64;
+        self.pace
+            .open_total(self.stop, concurrency)
+            .or(match self.stop {
+                Stop::Repetitions(r) => Some(r.saturating_mul(concurrency)),
+                Stop::Requests(n) => Some(n),
+                Stop::Duration(_) => None,
+            })
     }
 
     fn validate(&self) -> Result<(), LoadtestError> {
@@ -126,7 +174,7 @@ impl Plan {
         if self.timeout.is_zero() {
             return bad("--timeout-ms must be at least 1");
         }
-        if let Some(rate) = self.rate
+        if let Pace::Rate(rate) = self.pace
             && !(rate.is_finite() && rate > 0.0)
         {
             return bad("--rate must be a positive number of requests per second");
@@ -142,9 +190,11 @@ pub struct Counters {
     pub errors: AtomicU64,
 }
 
-/// One second of the run: what ended in it.
+/// One second of the run: what ended in it, and how many requests were sent in it.
 #[derive(Debug, Clone)]
 pub struct Second {
+    /// Requests sent in this second (by when they really went out).
+    pub sent: u64,
     pub outcomes: Outcomes,
     /// Latency of the answered requests that ended in this second (µs, 2 significant
     /// digits: enough for a per-second p50/p99, and small enough to keep one per second).
@@ -154,6 +204,7 @@ pub struct Second {
 impl Second {
     fn new() -> Self {
         Self {
+            sent: 0,
             outcomes: Outcomes::default(),
             latency: Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 2)
                 .expect("constant histogram bounds are valid"),
@@ -161,6 +212,7 @@ impl Second {
     }
 
     fn merge(&mut self, other: &Second) {
+        self.sent += other.sent;
         self.outcomes.add(&other.outcomes);
         self.latency
             .add(&other.latency)
@@ -186,6 +238,10 @@ pub struct RunResult {
     pub outcomes: Outcomes,
     /// Distinct user ids answered `ordered`, sorted.
     pub ordered_users: Vec<u64>,
+    /// Every measured buyer (when requests carry user ids), in send order.
+    pub buyers: Vec<Buyer>,
+    /// Each client's first send, in microseconds since the start, ascending.
+    pub first_sends_us: Vec<u64>,
     /// Second `i` holds the requests that ended in `[i, i + 1)` s after the start.
     pub timeline: Vec<Second>,
 }
@@ -207,17 +263,49 @@ pub(crate) struct Shared {
     host: HeaderValue,
     /// The request bytes (own engine).
     request: RequestTemplate,
+    /// `GET /healthz` on the target's origin, which warms a connection (`start_together`).
+    warm_target: Target,
+    warm_request: RequestTemplate,
+    start_together: bool,
     addr: SocketAddr,
     timeout: Duration,
     stop: Stop,
-    rate: Option<f64>,
+    pace: Pace,
     concurrency: u64,
     user_start: u64,
     next_user: AtomicU64,
     issued: AtomicU64,
     warm_user: AtomicU64,
     warmup_until: Option<Instant>,
+    keep_order_ids: bool,
     counters: Arc<Counters>,
+}
+
+/// What a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// The target's buy for this user id.
+    Buy(u64),
+    /// `GET /healthz` on the target's origin, to warm the connection.
+    Warm,
+}
+
+impl Shared {
+    /// The bytes of `request` into `out` (own engine).
+    fn render(&self, request: Request, out: &mut Vec<u8>) {
+        match request {
+            Request::Buy(user) => self.request.render(user, out),
+            Request::Warm => self.warm_request.render(0, out),
+        }
+    }
+
+    /// The request target of `request` (hyper engine).
+    fn request_uri(&self, request: Request) -> ::hyper::Uri {
+        match request {
+            Request::Buy(user) => self.target.request_uri(user),
+            Request::Warm => self.warm_target.request_uri(0),
+        }
+    }
 }
 
 /// One client's HTTP connection, as the loops use it. `attempt` makes one request,
@@ -225,8 +313,13 @@ pub(crate) struct Shared {
 pub(crate) trait Connection: Sized {
     fn new(shared: &Shared) -> Self;
     async fn connect(&mut self, shared: &Shared) -> Result<(), ()>;
-    async fn attempt(&mut self, shared: &Shared, user: u64) -> (Outcome, Option<u64>);
+    async fn attempt(&mut self, shared: &Shared, request: Request) -> Answer;
     fn close(&mut self);
+    /// Requests written again so far on this client (after a connection found closed
+    /// while idle); the buyer's `sends` is one more than its share of these.
+    fn resends(&self) -> u64 {
+        0
+    }
 }
 
 /// Runs the plan. `before_measure` runs once every client is connected and warmed up,
@@ -246,20 +339,25 @@ where
             url: plan.target.url.clone(),
             reason: format!("host is not a valid header value: {e}"),
         })?;
+    let warm_target = Target::parse(&format!("{}/healthz", plan.target.origin), false)?;
     let shared = Arc::new(Shared {
         target: plan.target.clone(),
         host,
         request: RequestTemplate::new(&plan.target),
+        warm_request: RequestTemplate::new(&warm_target),
+        warm_target,
+        start_together: plan.start_together,
         addr: plan.addr,
         timeout: plan.timeout,
         stop: plan.stop,
-        rate: plan.rate,
+        pace: plan.pace.clone(),
         concurrency: plan.concurrency as u64,
         user_start: plan.user_start,
         next_user: AtomicU64::new(plan.user_start),
         issued: AtomicU64::new(0),
         warm_user: AtomicU64::new(WARMUP_USER_BASE),
         warmup_until: plan.warmup.map(|w| Instant::now() + w),
+        keep_order_ids: plan.keep_order_ids,
         counters,
     });
     let (gate_tx, gate_rx) = watch::channel(Gate::Wait);
@@ -341,12 +439,16 @@ where
         refused,
         outcomes,
         mut ordered_users,
+        mut buyers,
+        mut first_sends_us,
         timeline,
         ..
     } = all;
     let elapsed = start.elapsed();
     ordered_users.sort_unstable();
     ordered_users.dedup();
+    buyers::sort_by_send(&mut buyers);
+    first_sends_us.sort_unstable();
     Ok(RunResult {
         requests: outcomes.total(),
         elapsed,
@@ -356,6 +458,8 @@ where
         refused,
         outcomes,
         ordered_users,
+        buyers,
+        first_sends_us,
         timeline,
     })
 }
@@ -366,6 +470,8 @@ struct ClientResult {
     refused: Histogram<u64>,
     outcomes: Outcomes,
     ordered_users: Vec<u64>,
+    buyers: Vec<Buyer>,
+    first_sends_us: Vec<u64>,
     timeline: Vec<Second>,
     pending_done: u64,
     pending_errors: u64,
@@ -382,6 +488,8 @@ impl ClientResult {
             refused: new_histogram(),
             outcomes: Outcomes::default(),
             ordered_users: Vec::new(),
+            buyers: Vec::new(),
+            first_sends_us: Vec::new(),
             timeline: Vec::new(),
             pending_done: 0,
             pending_errors: 0,
@@ -398,6 +506,8 @@ impl ClientResult {
         }
         self.outcomes.add(&other.outcomes);
         self.ordered_users.extend(other.ordered_users);
+        self.buyers.extend(other.buyers);
+        self.first_sends_us.extend(other.first_sends_us);
         if self.timeline.len() < other.timeline.len() {
             self.timeline.resize_with(other.timeline.len(), Second::new);
         }
@@ -406,21 +516,29 @@ impl ClientResult {
         }
     }
 
-    /// Records one request that ended at `end` (`start`: the run's start).
-    fn record(
-        &mut self,
-        shared: &Shared,
-        outcome: Outcome,
-        latency: Duration,
-        user: Option<u64>,
-        start: Instant,
-        end: Instant,
-    ) {
+    /// Records one finished request (`start`: the run's start).
+    fn record(&mut self, shared: &Shared, done: Done, start: Instant) {
+        let Done {
+            answer,
+            user,
+            sends,
+            intended,
+            sent_at,
+            end,
+        } = done;
+        let outcome = answer.outcome;
+        // From the intended send time: in the open loop, time spent queued behind a slow
+        // answer counts (coordinated omission); in the closed loop it is the send time.
+        let latency = end.saturating_duration_since(intended);
         self.outcomes.record(outcome);
-        let second = end.saturating_duration_since(start).as_secs() as usize;
-        if second >= self.timeline.len() {
-            self.timeline.resize_with(second + 1, Second::new);
+        let at = |instant: Instant| instant.saturating_duration_since(start);
+        let sent_second = at(sent_at).as_secs() as usize;
+        let second = at(end).as_secs() as usize;
+        if second.max(sent_second) >= self.timeline.len() {
+            self.timeline
+                .resize_with(second.max(sent_second) + 1, Second::new);
         }
+        self.timeline[sent_second].sent += 1;
         let bucket = &mut self.timeline[second];
         bucket.outcomes.record(outcome);
         if outcome.answered() {
@@ -435,10 +553,21 @@ impl ClientResult {
                 self.accepted.saturating_record(us);
             }
         }
+        // Who bought: the id the answer names, else the id sent.
         if outcome == Outcome::Ordered
-            && let Some(user) = user
+            && let Some(buyer) = answer.user.or(user)
         {
-            self.ordered_users.push(user);
+            self.ordered_users.push(buyer);
+        }
+        if let Some(user) = user {
+            self.buyers.push(Buyer {
+                user,
+                first_send_us: micros(at(sent_at)),
+                sends,
+                outcome,
+                status: answer.status,
+                order_id: answer.order_id,
+            });
         }
         // The live counters are shared between threads: update them in batches, not
         // once per request, so the progress line costs the hot loop nothing.
@@ -451,6 +580,12 @@ impl ClientResult {
         if self.pending_done >= COUNTER_BATCH || latency >= Duration::from_millis(1) {
             self.flush(shared);
         }
+    }
+
+    /// Records a client's first send.
+    fn first_send(&mut self, sent_at: Instant, start: Instant) {
+        self.first_sends_us
+            .push(micros(sent_at.saturating_duration_since(start)));
     }
 
     fn flush(&mut self, shared: &Shared) {
@@ -469,27 +604,41 @@ struct Client<C> {
     conn: C,
     /// The request deadline timer, re-armed lazily (see `exchange`).
     timer: Pin<Box<Sleep>>,
+    /// Whether this client has sent a measured request yet.
+    sent_any: bool,
+}
+
+/// One request as the loops hand it to the results.
+struct Done {
+    answer: Answer,
+    /// The user id sent, when requests carry user ids (so the request is a buyer).
+    user: Option<u64>,
+    sends: u32,
+    /// When the request was due (open loop) or sent (closed loop): latency runs from here.
+    intended: Instant,
+    sent_at: Instant,
+    end: Instant,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl<C: Connection> Client<C> {
-    /// One request with its deadline. Returns the outcome and the user id the answer named.
+    /// One request with its deadline: the answer, and how many times it was written.
     ///
     /// The timer is not re-armed per request (that is a timer-wheel update each time):
     /// it keeps an earlier deadline, and only when it fires is it moved to the current
     /// request's deadline. It never fires later than the current deadline.
-    async fn exchange(
-        &mut self,
-        shared: &Shared,
-        user: u64,
-        now: Instant,
-    ) -> (Outcome, Option<u64>) {
+    async fn exchange(&mut self, shared: &Shared, request: Request, now: Instant) -> (Answer, u32) {
         let deadline = tokio::time::Instant::from_std(now) + shared.timeout;
         if self.timer.deadline() > deadline {
             self.timer.as_mut().reset(deadline);
         }
+        let resends_before = self.conn.resends();
         let answer = {
             let mut timer = self.timer.as_mut();
-            let mut attempt = std::pin::pin!(self.conn.attempt(shared, user));
+            let mut attempt = std::pin::pin!(self.conn.attempt(shared, request));
             loop {
                 tokio::select! {
                     biased;
@@ -503,11 +652,40 @@ impl<C: Connection> Client<C> {
                 }
             }
         };
-        answer.unwrap_or_else(|| {
+        let sends = 1 + (self.conn.resends() - resends_before) as u32;
+        let answer = answer.unwrap_or_else(|| {
             // The answer may still arrive on this connection; start clean instead.
             self.conn.close();
-            (Outcome::Timeout, None)
-        })
+            Answer::failed(Outcome::Timeout)
+        });
+        (answer, sends)
+    }
+
+    /// Sends `user`'s buy now and records it; `intended`: when it was due (open loop),
+    /// else now.
+    async fn buy(
+        &mut self,
+        shared: &Shared,
+        results: &RefCell<ClientResult>,
+        user: u64,
+        intended: Option<Instant>,
+        start: Instant,
+    ) {
+        let sent_at = Instant::now();
+        if !self.sent_any {
+            self.sent_any = true;
+            results.borrow_mut().first_send(sent_at, start);
+        }
+        let (answer, sends) = self.exchange(shared, Request::Buy(user), sent_at).await;
+        let done = Done {
+            answer,
+            user: shared.target.with_user_ids().then_some(user),
+            sends,
+            intended: intended.unwrap_or(sent_at),
+            sent_at,
+            end: Instant::now(),
+        };
+        results.borrow_mut().record(shared, done, start);
     }
 }
 
@@ -523,14 +701,24 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
     let mut client = Client {
         conn: C::new(&shared),
         timer: Box::pin(tokio::time::sleep(shared.timeout)),
+        sent_any: false,
     };
     // Connect before the clock starts; a failure here shows up as the first request's
     // connect error.
     let _ = tokio::time::timeout(shared.timeout, client.conn.connect(&shared)).await;
+    if shared.start_together {
+        // An answer on this connection means the server has accepted it; whatever the
+        // answer, the connection is then as warm as it gets.
+        client
+            .exchange(&shared, Request::Warm, Instant::now())
+            .await;
+    }
     if let Some(until) = shared.warmup_until {
         while Instant::now() < until {
             let user = shared.warm_user.fetch_add(1, Relaxed);
-            client.exchange(&shared, user, Instant::now()).await;
+            client
+                .exchange(&shared, Request::Buy(user), Instant::now())
+                .await;
         }
     }
     ready.wait().await;
@@ -538,9 +726,9 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
         Ok(Gate::Go(start)) => *start,
         _ => return,
     };
-    match shared.rate {
+    match shared.pace.open_total(shared.stop, shared.concurrency) {
         None => closed_loop(&shared, &mut client, &results, start).await,
-        Some(rate) => open_loop(&shared, &mut client, &results, start, index, rate).await,
+        Some(total) => open_loop(&shared, &mut client, &results, start, index, total).await,
     }
     results.borrow_mut().flush(&shared);
     client.conn.close();
@@ -549,7 +737,7 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
 async fn closed_loop<C: Connection>(
     shared: &Shared,
     client: &mut Client<C>,
-    result: &RefCell<ClientResult>,
+    results: &RefCell<ClientResult>,
     start: Instant,
 ) {
     let mut sent = 0u64;
@@ -564,55 +752,32 @@ async fn closed_loop<C: Connection>(
         }
         sent += 1;
         let user = shared.next_user.fetch_add(1, Relaxed);
-        let sent_at = Instant::now();
-        let (outcome, named) = client.exchange(shared, user, sent_at).await;
-        let end = Instant::now();
-        result.borrow_mut().record(
-            shared,
-            outcome,
-            end - sent_at,
-            buyer(shared, named, user),
-            start,
-            end,
-        );
+        client.buy(shared, results, user, None, start).await;
     }
 }
 
 async fn open_loop<C: Connection>(
     shared: &Shared,
     client: &mut Client<C>,
-    result: &RefCell<ClientResult>,
+    results: &RefCell<ClientResult>,
     start: Instant,
     index: u64,
-    rate: f64,
+    total: u64,
 ) {
-    let total = match shared.stop {
-        Stop::Repetitions(r) => r.saturating_mul(shared.concurrency),
-        Stop::Requests(n) => n,
-        Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
-    };
     // Client k owns requests k, k + c, k + 2c, ... of one global schedule, as wrk2 does.
     let mut i = index;
     while i < total {
-        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        let intended = start + shared.pace.due(i);
         tokio::time::sleep_until(intended.into()).await;
-        let user = shared.user_start + i;
-        let (outcome, named) = client.exchange(shared, user, Instant::now()).await;
-        let end = Instant::now();
-        // From the intended send time: time spent queued behind a slow answer counts.
-        result.borrow_mut().record(
-            shared,
-            outcome,
-            end.saturating_duration_since(intended),
-            buyer(shared, named, user),
-            start,
-            end,
-        );
+        client
+            .buy(
+                shared,
+                results,
+                shared.user_start + i,
+                Some(intended),
+                start,
+            )
+            .await;
         i += shared.concurrency;
     }
-}
-
-/// Who bought: the id the answer names, else the id sent (when ids are sent at all).
-fn buyer(shared: &Shared, named: Option<u64>, sent: u64) -> Option<u64> {
-    named.or(shared.target.with_user_ids().then_some(sent))
 }

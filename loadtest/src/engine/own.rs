@@ -19,9 +19,9 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::{Connection, Shared};
+use super::{Connection, Request, Shared};
 use crate::http1::{self, Body, MAX_BODY, MAX_HEAD};
-use crate::outcome::{Outcome, classify};
+use crate::outcome::{Answer, Outcome, classify};
 
 /// Read buffer of a fresh connection; it grows (rarely) up to a whole allowed answer.
 const READ_BUFFER: usize = 16 * 1024;
@@ -48,6 +48,8 @@ pub(crate) struct OwnConn {
     end: usize,
     /// A decoded chunked body (capacity reused).
     body: Vec<u8>,
+    /// Requests written again on a fresh connection (see [`Connection::resends`]).
+    resends: u64,
 }
 
 impl Connection for OwnConn {
@@ -60,6 +62,7 @@ impl Connection for OwnConn {
             start: 0,
             end: 0,
             body: Vec::new(),
+            resends: 0,
         }
     }
 
@@ -79,14 +82,18 @@ impl Connection for OwnConn {
         self.end = 0;
     }
 
-    async fn attempt(&mut self, shared: &Shared, user: u64) -> (Outcome, Option<u64>) {
-        shared.request.render(user, &mut self.request);
+    fn resends(&self) -> u64 {
+        self.resends
+    }
+
+    async fn attempt(&mut self, shared: &Shared, request: Request) -> Answer {
+        shared.render(request, &mut self.request);
         loop {
             if self.stream.is_none() && self.connect(shared).await.is_err() {
-                return (Outcome::ConnectError, None);
+                return Answer::failed(Outcome::ConnectError);
             }
             let stale_possible = self.served;
-            match self.round_trip().await {
+            match self.round_trip(shared.keep_order_ids).await {
                 Ok((answer, close)) => {
                     if close {
                         self.close();
@@ -99,10 +106,11 @@ impl Connection for OwnConn {
                     // Closed while idle: once more on a fresh connection (which is not
                     // stale, so this loop runs at most twice).
                     self.close();
+                    self.resends += 1;
                 }
                 Err(_) => {
                     self.close();
-                    return (Outcome::IoError, None);
+                    return Answer::failed(Outcome::IoError);
                 }
             }
         }
@@ -112,7 +120,7 @@ impl Connection for OwnConn {
 impl OwnConn {
     /// Writes the request and reads one whole answer. Returns the classified answer and
     /// whether the connection must close after it.
-    async fn round_trip(&mut self) -> Result<((Outcome, Option<u64>), bool), Failure> {
+    async fn round_trip(&mut self, keep_order_id: bool) -> Result<(Answer, bool), Failure> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(Failure::NothingReceived);
         };
@@ -131,7 +139,7 @@ impl OwnConn {
                             Body::InInput(range) => &input[range.clone()],
                             Body::Decoded => &self.body[..],
                         };
-                        let answer = classify(parsed.status, body);
+                        let answer = classify(parsed.status, body, keep_order_id);
                         self.start += parsed.consumed;
                         if self.start == self.end {
                             (self.start, self.end) = (0, 0);
