@@ -335,3 +335,43 @@ fn postgres_bin_dir() -> std::path::PathBuf {
         .expect("PostgreSQL's server tools (initdb, pg_ctl): apt-get install postgresql");
     std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
+
+/// A store URL nothing answers at (a port just handed out by the OS and released), with a
+/// password that must never be shown: `postgres://app:hunter2@127.0.0.1:<port>/flashsale`.
+pub fn unreachable_store_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("postgres://app:{UNREACHABLE_PASSWORD}@127.0.0.1:{port}/flashsale")
+}
+
+/// The password in [`unreachable_store_url`].
+pub const UNREACHABLE_PASSWORD: &str = "hunter2";
+
+/// Runs the service binary `program` (named `name`) with `args` and checks that it refuses
+/// to start as an operator needs: a non-zero exit within 10 s, and exactly one error line,
+/// `<name>: error: ...`, that contains `reason` and no password.
+pub fn assert_refused_at_start(program: &str, name: &str, args: &[&str], reason: &str) {
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{args:?} started");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+    assert!(
+        errors[0].starts_with(&format!("{name}: error: ")),
+        "{stderr}"
+    );
+    assert!(errors[0].contains(reason), "{args:?}: {stderr}");
+    assert!(!stderr.contains(UNREACHABLE_PASSWORD), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{args:?} took {:?}",
+        started.elapsed()
+    );
+}
