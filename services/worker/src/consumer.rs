@@ -12,7 +12,8 @@
 //!   ONE store transaction, replied to, then acknowledged with one `multiple` ack. Batches
 //!   never overlap within a worker, so one worker never oversells, whatever the strategy.
 //!   Several workers: their batches are separate transactions. On SQLite they are still
-//!   serialized by the database's single write lock; on MongoDB (snapshot isolation)
+//!   serialized by the database's single write lock, on PostgreSQL by the sale row's lock
+//!   each batch takes first; on MongoDB (snapshot isolation)
 //!   `count-insert` batches of two workers can both count below the stock and oversell,
 //!   while `conditional` batches conflict on the sale document and stay correct.
 //!
@@ -318,7 +319,7 @@ impl Consumer {
                 tracing::error!(%error, "the store failed; replying with an error");
                 self.metrics.store_errors.inc();
                 serde_json::to_vec(&ErrorReply {
-                    error: error_reason(&error).into(),
+                    error: error.reason().into(),
                 })
             }
         }
@@ -353,13 +354,6 @@ async fn requeue(delivery: &Delivery) {
     };
     if let Err(error) = delivery.nack(requeue).await {
         tracing::debug!(%error, "requeueing the request");
-    }
-}
-
-fn error_reason(error: &order_core::StoreError) -> &'static str {
-    match error {
-        order_core::StoreError::SaleReset => "the sale was reset during this buy; try again",
-        _ => "store unavailable",
     }
 }
 
