@@ -66,6 +66,9 @@ lt() {
     ((status == 0 || status == 3)) || die "loadtest $1 failed (exit $status)"
 }
 
+# Capacity comparisons, as the experiment: without the front tier's admission time bound
+# (its refusals would cap the slower routes' latency; bench-overload.sh measures it).
+export FLASHSALE_TARGET_WAIT_MS=0
 start_stack --strategy conditional
 
 say "(a) the original protocol, batch 1 and 64, gate off, --repeat $repeat"
