@@ -21,7 +21,8 @@ pub enum ApiError {
     SaleReset,
     #[error("too many buys in flight (limit {0}); retry later")]
     Overloaded(u32),
-    #[error("store unavailable")]
+    /// The store failed; the client is told only [`StoreError::reason`].
+    #[error("{}", .0.reason())]
     Store(StoreError),
 }
 
@@ -29,6 +30,8 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::SaleReset => Self::SaleReset,
+            // What was asked cannot be done on this store (e.g. row-lock on MongoDB).
+            StoreError::Unsupported(reason) => Self::BadRequest(reason),
             other => Self::Store(other),
         }
     }

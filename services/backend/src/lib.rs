@@ -38,7 +38,7 @@ impl Application {
             .store
             .open()
             .await
-            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?
+            .context("opening the store")?
             .with_timings(metrics.store_timings());
         let listener = TcpListener::bind(config.listen)
             .await

@@ -77,13 +77,27 @@ pub enum Strategy {
     CountInsert,
     /// One atomic conditional update claims a unit only if one is left; never oversells.
     Conditional,
+    /// The original author's fix: lock the sale row, read what is left from it, insert the
+    /// order and take the unit, commit. Check-then-act made correct by the lock; never
+    /// oversells. (On SQLite the lock is the whole database's write lock.)
+    RowLock,
 }
 
 impl Strategy {
+    /// Every strategy, in the order the reports list them.
+    pub const ALL: [Self; 3] = [Self::CountInsert, Self::Conditional, Self::RowLock];
+
+    /// Whether the store itself refuses a unit that is not there (so a sold-out sale's
+    /// buyers are final). Only `count-insert` can oversell.
+    pub fn never_oversells(self) -> bool {
+        !matches!(self, Self::CountInsert)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CountInsert => "count-insert",
             Self::Conditional => "conditional",
+            Self::RowLock => "row-lock",
         }
     }
 }
@@ -101,8 +115,9 @@ impl FromStr for Strategy {
         match s {
             "count-insert" => Ok(Self::CountInsert),
             "conditional" => Ok(Self::Conditional),
+            "row-lock" => Ok(Self::RowLock),
             other => Err(format!(
-                "unknown strategy {other:?}: expected \"count-insert\" or \"conditional\""
+                "unknown strategy {other:?}: expected \"count-insert\", \"conditional\" or \"row-lock\""
             )),
         }
     }
@@ -175,9 +190,10 @@ pub struct SaleState {
     pub generation: u64,
     /// The orders have reached the stock: every new buyer is answered `sold_out`.
     pub sold_out: bool,
-    /// Sold out, and the set of buyers can no longer change. Only `conditional` gets here:
-    /// under `count-insert` a buy that counted before the last unit went may still insert
-    /// (the race the original experiment measured), so its buyers are never final.
+    /// Sold out, and the set of buyers can no longer change. Only `conditional` and
+    /// `row-lock` get here: under `count-insert` a buy that counted before the last unit
+    /// went may still insert (the race the original experiment measured), so its buyers are
+    /// never final.
     pub buyers_final: bool,
 }
 
@@ -191,7 +207,7 @@ impl SaleState {
             strategy: config.strategy,
             generation,
             sold_out,
-            buyers_final: sold_out && config.strategy == Strategy::Conditional,
+            buyers_final: sold_out && config.strategy.never_oversells(),
         }
     }
 }
@@ -268,20 +284,31 @@ mod tests {
     }
 
     #[test]
-    fn only_a_sold_out_conditional_sale_has_final_buyers() {
-        let conditional = |orders| {
-            SaleState::new(
-                SaleConfig {
-                    stock: 2,
-                    strategy: Strategy::Conditional,
-                },
-                orders,
-                1,
-            )
-        };
-        assert!(!conditional(1).sold_out);
-        assert!(!conditional(1).buyers_final);
-        assert!(conditional(2).sold_out);
-        assert!(conditional(2).buyers_final);
+    fn only_a_sold_out_sale_that_never_oversells_has_final_buyers() {
+        let state = |strategy, orders| SaleState::new(SaleConfig { stock: 2, strategy }, orders, 1);
+        for strategy in [Strategy::Conditional, Strategy::RowLock] {
+            assert!(!state(strategy, 1).sold_out);
+            assert!(!state(strategy, 1).buyers_final);
+            assert!(state(strategy, 2).sold_out);
+            assert!(state(strategy, 2).buyers_final, "{strategy}");
+        }
+        assert!(state(Strategy::CountInsert, 2).sold_out);
+        assert!(!state(Strategy::CountInsert, 2).buyers_final);
+    }
+
+    #[test]
+    fn every_strategy_is_spelled_the_same_in_json_on_the_command_line_and_in_text() {
+        use clap::ValueEnum;
+        for strategy in Strategy::ALL {
+            let text = strategy.as_str();
+            assert_eq!(text.parse::<Strategy>().unwrap(), strategy);
+            assert_eq!(serde_json::to_value(strategy).unwrap(), text);
+            assert_eq!(
+                <Strategy as ValueEnum>::from_str(text, false).unwrap(),
+                strategy
+            );
+        }
+        assert_eq!(Strategy::RowLock.as_str(), "row-lock");
+        assert!("rowlock".parse::<Strategy>().is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! The flash-sale order core, shared by the HTTP backend and the RabbitMQ worker.
 //!
 //! - [`domain`]: user ids, buy outcomes, the sale's configuration and state.
-//! - [`strategy`]: how a buy is decided (`count-insert`, racy on purpose; `conditional`, never oversells).
-//! - [`store`]: where orders live (embedded SQLite file or MongoDB), selected by one string.
+//! - [`strategy`]: how a buy is decided (`count-insert`, racy on purpose; `conditional` and
+//!   `row-lock`, which never oversell).
+//! - [`store`]: where orders live (embedded SQLite file, PostgreSQL or MongoDB), selected by
+//!   one string.
 //! - [`telemetry`], [`shutdown`] and [`redact`]: the process plumbing every binary shares.
 
 pub mod domain;
@@ -17,5 +19,5 @@ pub use domain::{
     BuyResponse, InvalidUserId, Order, OrderId, OrdersPage, Outcome, SaleConfig, SaleState,
     Strategy, UserId,
 };
-pub use store::{Store, StoreConfig, StoreError};
+pub use store::{Store, StoreConfig, StoreError, StoreOptions};
 pub use strategy::{buy, buy_batch};

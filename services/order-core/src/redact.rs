@@ -1,8 +1,26 @@
-//! Secrets kept out of logs: URLs (AMQP, MongoDB) lose their password before they are shown.
+//! Secrets kept out of logs: URLs (AMQP, MongoDB, PostgreSQL) lose their password before they
+//! are shown.
 
-/// `scheme://user:password@host/...` with the password replaced by `***`, for logs.
+/// `scheme://user:password@host/...` with the password replaced by `***`, for logs; so is
+/// the value of a `password=` query parameter (PostgreSQL URLs may carry one there).
 /// Anything without a password comes back unchanged.
 pub fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    let Some(query_start) = url.find('?') else {
+        return url;
+    };
+    let (head, query) = url.split_at(query_start + 1);
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}{}", query.join("&"))
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -41,5 +59,9 @@ mod tests {
         assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
         assert_eq!(redact_url("amqp://user@host/"), "amqp://user@host/");
         assert_eq!(redact_url("flashsale.db"), "flashsale.db");
+        assert_eq!(
+            redact_url("postgres://app:pw@db:5432/x?sslmode=disable&password=pw2"),
+            "postgres://app:***@db:5432/x?sslmode=disable&password=***"
+        );
     }
 }

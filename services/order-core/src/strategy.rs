@@ -9,6 +9,10 @@
 //! - `conditional` answers `sold_out` straight from that read when nothing is left, so a sale
 //!   that is over never queues for the write lock; otherwise one atomic conditional claim
 //!   (which re-checks the stock itself) takes a unit and writes the order.
+//! - `row-lock` answers `sold_out` from the read in the same way (units left only go down
+//!   within a sale); otherwise it locks the sale row, reads the units left from the locked
+//!   row, and only then writes the order and takes the unit: check-then-act, made correct by
+//!   the lock.
 
 use crate::domain::{BuyResponse, Strategy, UserId};
 use crate::store::{ClaimOutcome, InsertOutcome, Store, StoreError};
@@ -31,11 +35,16 @@ pub async fn buy(store: &Store, user: UserId) -> Result<BuyResponse, StoreError>
         Strategy::CountInsert => {
             count_then_insert(store, user, snapshot.sale.stock, snapshot.generation).await
         }
-        Strategy::Conditional => {
+        Strategy::Conditional | Strategy::RowLock => {
             if snapshot.remaining == 0 {
                 return Ok(BuyResponse::sold_out(user));
             }
-            Ok(match store.claim_and_insert(user).await? {
+            let decided = if snapshot.sale.strategy == Strategy::RowLock {
+                store.lock_and_insert(user).await?
+            } else {
+                store.claim_and_insert(user).await?
+            };
+            Ok(match decided {
                 ClaimOutcome::Ordered(order_id) => BuyResponse::ordered(user, order_id),
                 ClaimOutcome::AlreadyOrdered(order_id) => {
                     BuyResponse::already_ordered(user, order_id)

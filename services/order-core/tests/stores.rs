@@ -1,12 +1,16 @@
 //! The store contract, checked on every store available here: always the embedded SQLite
-//! store (a fresh file per test), and MongoDB when `MONGODB_URI` is set (a fresh database per
-//! test). Without `MONGODB_URI` the MongoDB half of each test says it was skipped.
+//! store (a fresh file per test) and PostgreSQL (a fresh database per test on the server of
+//! `FLASHSALE_TEST_PG_URL`, default the machine's own, dropped even when the test fails),
+//! and MongoDB when `MONGODB_URI` is set (a fresh database per test). Without `MONGODB_URI`
+//! the MongoDB part of each test says it was skipped.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use order_core::store::{InsertOutcome, Store};
+use order_core::store::test_support::TestDatabase;
+use order_core::store::{InsertOutcome, Store, StoreError};
 use order_core::{Outcome, SaleConfig, Strategy, UserId};
 
 fn user(id: u64) -> UserId {
@@ -17,8 +21,8 @@ fn sale(stock: u64, strategy: Strategy) -> SaleConfig {
     SaleConfig { stock, strategy }
 }
 
-/// Runs `test` against a fresh SQLite store, then against a fresh MongoDB database if one is
-/// configured. Each run gets its own store opened with `initial`.
+/// Runs `test` against a fresh SQLite store, a fresh PostgreSQL database, then a fresh
+/// MongoDB database if one is configured. Each run gets its own store opened with `initial`.
 async fn on_every_store<F, Fut>(name: &str, initial: SaleConfig, test: F)
 where
     F: Fn(Store) -> Fut,
@@ -27,6 +31,15 @@ where
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orders.db");
     test(Store::open(path.to_str().unwrap(), initial).await.unwrap()).await;
+
+    let database = TestDatabase::create(name).await;
+    test(Store::open(&database.url, initial).await.unwrap()).await;
+    drop(database);
+
+    if initial.strategy == Strategy::RowLock {
+        eprintln!("{name}: MongoDB part not run (MongoDB refuses row-lock)");
+        return;
+    }
 
     match std::env::var("MONGODB_URI") {
         Ok(uri) => {
@@ -283,9 +296,13 @@ async fn a_count_insert_buy_that_counted_before_a_reset_never_lands_in_the_new_s
             assert_eq!(store.count_orders(old).await.unwrap(), 0);
             store.reset(sale(1, Strategy::CountInsert)).await.unwrap();
 
-            // SQLite refuses the write (the buyer is told the sale was reset); MongoDB lets
-            // it land in the old generation. Either way the new sale does not hold it.
-            let _ = store.insert_order(user(5), old).await;
+            // SQLite and PostgreSQL refuse the write (the buyer is told the sale was reset);
+            // MongoDB lets it land in the old generation. Either way the new sale does not
+            // hold it.
+            let stale = store.insert_order(user(5), old).await;
+            if store.kind() != "mongodb" {
+                assert!(matches!(stale, Err(StoreError::SaleReset)), "{stale:?}");
+            }
 
             let state = store.sale().await.unwrap();
             assert_eq!(state.orders, 0, "{state:?}");
@@ -327,7 +344,7 @@ async fn a_sold_out_conditional_sale_has_final_buyers_and_lists_their_orders() {
 
 #[tokio::test]
 async fn a_batch_is_decided_in_arrival_order_with_one_order_per_user() {
-    for strategy in [Strategy::CountInsert, Strategy::Conditional] {
+    for strategy in Strategy::ALL {
         on_every_store("batch_order", sale(3, strategy), |store| async move {
             let earlier = order_core::buy(&store, user(1)).await.unwrap();
 
@@ -365,9 +382,18 @@ async fn a_batch_is_decided_in_arrival_order_with_one_order_per_user() {
 
 #[tokio::test]
 async fn concurrent_conditional_batches_and_single_buys_never_oversell() {
+    concurrent_batches_and_single_buys_never_oversell(Strategy::Conditional).await;
+}
+
+#[tokio::test]
+async fn concurrent_row_lock_batches_and_single_buys_never_oversell() {
+    concurrent_batches_and_single_buys_never_oversell(Strategy::RowLock).await;
+}
+
+async fn concurrent_batches_and_single_buys_never_oversell(strategy: Strategy) {
     on_every_store(
-        "batch_race",
-        sale(100, Strategy::Conditional),
+        &format!("batch_race_{strategy}"),
+        sale(100, strategy),
         |store| async move {
             let batches = (0..10u64).map(|b| {
                 let store = store.clone();
@@ -427,4 +453,241 @@ async fn count_insert_batches_are_serialized_by_sqlite_write_lock() {
         .count();
     assert_eq!(ordered, 100);
     assert_eq!(store.sale().await.unwrap().orders, 100);
+}
+
+/// 1,000 buyers at once for 100 units: exactly 100 are told `ordered`, and exactly those
+/// are in the store.
+async fn a_thousand_concurrent_buyers_never_oversell(strategy: Strategy) {
+    on_every_store(
+        &format!("thousand_{strategy}"),
+        sale(100, strategy),
+        |store| async move {
+            let buyers = (1..=1_000).map(|id| {
+                let store = store.clone();
+                tokio::spawn(async move { order_core::buy(&store, user(id)).await.unwrap() })
+            });
+            let answers = futures_util::future::join_all(buyers).await;
+            let ordered: HashSet<u64> = answers
+                .into_iter()
+                .map(|a| a.unwrap())
+                .filter(|a| a.outcome == Outcome::Ordered)
+                .map(|a| a.user_id)
+                .collect();
+
+            assert_eq!(ordered.len(), 100, "{} on {}", strategy, store.kind());
+            let held: HashSet<u64> = store.order_user_ids().await.unwrap().into_iter().collect();
+            assert_eq!(
+                held, ordered,
+                "every ordered answer is in the store, and nothing else"
+            );
+            let state = store.sale().await.unwrap();
+            assert_eq!((state.orders, state.oversold), (100, 0));
+            assert!(state.buyers_final, "{state:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_conditional_buyers_never_oversell() {
+    a_thousand_concurrent_buyers_never_oversell(Strategy::Conditional).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_row_lock_buyers_never_oversell() {
+    a_thousand_concurrent_buyers_never_oversell(Strategy::RowLock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_insert_oversells_when_buyers_count_before_each_other_insert() {
+    // The pause only widens the real gap between the count and the insert: every buyer
+    // counts 0 orders long before the first insert lands.
+    on_every_store(
+        "race_shown",
+        sale(1, Strategy::CountInsert),
+        |store| async move {
+            let store = store.with_count_insert_pause(Duration::from_millis(300));
+            let buyers = (1..=10).map(|id| {
+                let store = store.clone();
+                tokio::spawn(async move { order_core::buy(&store, user(id)).await.unwrap() })
+            });
+            let answers = futures_util::future::join_all(buyers).await;
+            let ordered = answers
+                .into_iter()
+                .filter(|a| a.as_ref().unwrap().outcome == Outcome::Ordered)
+                .count();
+
+            let state = store.sale().await.unwrap();
+            assert_eq!(ordered, 10, "{}", store.kind());
+            assert_eq!((state.orders, state.oversold), (10, 9), "{}", store.kind());
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_reset_to_row_lock_takes_effect_and_a_repeat_buyer_gets_their_order() {
+    on_every_store(
+        "row_lock_reset",
+        sale(5, Strategy::RowLock),
+        |store| async move {
+            let first = order_core::buy(&store, user(1)).await.unwrap();
+            assert_eq!(first.outcome, Outcome::Ordered);
+            let again = order_core::buy(&store, user(1)).await.unwrap();
+            assert_eq!(
+                (again.outcome, again.order_id),
+                (Outcome::AlreadyOrdered, first.order_id)
+            );
+            let state = store.reset(sale(1, Strategy::RowLock)).await.unwrap();
+            assert_eq!((state.strategy, state.orders), (Strategy::RowLock, 0));
+            assert_eq!(
+                order_core::buy(&store, user(2)).await.unwrap().outcome,
+                Outcome::Ordered
+            );
+            assert_eq!(
+                order_core::buy(&store, user(1)).await.unwrap().outcome,
+                Outcome::SoldOut
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mongodb_refuses_row_lock_at_start_up_with_a_reason() {
+    // Refused before any connection is tried: no MongoDB server is needed to see it.
+    let error = Store::open(
+        "mongodb://127.0.0.1:1/flashsale",
+        sale(1, Strategy::RowLock),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, StoreError::Unsupported(_)), "{error:?}");
+    assert!(error.to_string().contains("row-lock"), "{error}");
+}
+
+#[tokio::test]
+async fn a_bad_store_spec_or_an_unreachable_server_is_an_error_at_open() {
+    let initial = sale(1, Strategy::Conditional);
+    let error = Store::open("mysql://app:hunter2@db/x", initial)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unknown store scheme"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+
+    let error = Store::open("postgres://app:hunter2@127.0.0.1:1/x", initial)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot open store"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+
+    let error = Store::open("postgres://127.0.0.1:5432/x?port=notaport", initial)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a PostgreSQL URL"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_processes_starting_at_once_create_the_schema_once_and_share_one_sale() {
+    let database = TestDatabase::create("schema_race").await;
+    let opens = (0..8u64).map(|i| {
+        let url = database.url.clone();
+        tokio::spawn(async move { Store::open(&url, sale(10 + i, Strategy::Conditional)).await })
+    });
+    let stores: Vec<Store> = futures_util::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(|opened| opened.unwrap().unwrap())
+        .collect();
+    let stock = stores[0].sale().await.unwrap().stock;
+    for store in &stores {
+        assert_eq!(store.sale().await.unwrap().stock, stock, "one sale for all");
+    }
+    // Opening again (a restart) keeps the sale in progress.
+    order_core::buy(&stores[0], user(1)).await.unwrap();
+    let reopened = Store::open(&database.url, sale(999, Strategy::CountInsert))
+        .await
+        .unwrap();
+    let state = reopened.sale().await.unwrap();
+    assert_eq!((state.stock, state.orders), (stock, 1));
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_newer_than_it_knows() {
+    let database = TestDatabase::create("schema_newer").await;
+    Store::open(&database.url, sale(1, Strategy::Conditional))
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("UPDATE flashsale_schema SET version = 99")
+        .await
+        .unwrap();
+    drop(client);
+    let error = Store::open(&database.url, sale(1, Strategy::Conditional))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("version 99"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_sale_row_lock_gives_timeouts_and_busy_answers_not_hangs() {
+    let database = TestDatabase::create("held_lock").await;
+    let options = order_core::StoreOptions {
+        call_timeout_ms: 500,
+        pool_size: 1,
+        pool_wait_ms: 100,
+        ..Default::default()
+    };
+    // The schema first, with the default timeouts, then a store with tight ones.
+    Store::open(&database.url, sale(10, Strategy::RowLock))
+        .await
+        .unwrap();
+    let store = Store::open_with(&database.url, sale(10, Strategy::RowLock), options)
+        .await
+        .unwrap();
+    // Another client holds the sale row's lock in an open transaction.
+    let (holder, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT * FROM sale WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let (waiting, busy) = tokio::join!(order_core::buy(&store, user(1)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        order_core::buy(&store, user(2)).await
+    });
+    let (waiting, busy) = (waiting.unwrap_err(), busy.unwrap_err());
+    assert_eq!(
+        waiting.reason(),
+        "the store did not answer in time",
+        "{waiting}"
+    );
+    assert_eq!(
+        busy.reason(),
+        "store busy: no connection free in time",
+        "{busy}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Once the lock is released the store serves again, on a fresh connection.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let answer = order_core::buy(&store, user(1)).await.unwrap();
+    assert_eq!(answer.outcome, Outcome::Ordered);
+    assert_eq!(store.sale().await.unwrap().orders, 1);
 }

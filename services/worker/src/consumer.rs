@@ -347,7 +347,7 @@ impl Consumer {
                 tracing::error!(%error, "the store failed; replying with an error");
                 self.metrics.store_errors.inc();
                 serde_json::to_vec(&ErrorReply {
-                    error: error_reason(&error).into(),
+                    error: error.reason().into(),
                 })
             }
         }
@@ -382,13 +382,6 @@ async fn requeue(delivery: &Delivery) {
     };
     if let Err(error) = delivery.nack(requeue).await {
         tracing::debug!(%error, "requeueing the request");
-    }
-}
-
-fn error_reason(error: &order_core::StoreError) -> &'static str {
-    match error {
-        order_core::StoreError::SaleReset => "the sale was reset during this buy; try again",
-        _ => "store unavailable",
     }
 }
 

@@ -46,7 +46,7 @@ impl Application {
             .store
             .open()
             .await
-            .with_context(|| format!("opening store {}", config.store.spec_for_logs()))?
+            .context("opening the store")?
             .with_timings(metrics.store_timings());
         let health = match config.health_listen {
             Some(addr) => Some(

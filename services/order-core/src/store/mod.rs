@@ -1,20 +1,28 @@
-//! Where orders live. One option selects the store: a `mongodb://` URI, or a file path for the
-//! embedded SQLite database (the default, so everything runs without a database server).
+//! Where orders live. One option selects the store ([`StoreSpec`]): a `postgres://` URL
+//! (PostgreSQL), a `mongodb://` URI (MongoDB), or a file path for the embedded SQLite
+//! database (the default, so everything runs without a database server).
 //!
 //! Invariants every store keeps:
-//! - one order per user, enforced by a unique key on the user id;
-//! - the sale (stock, strategy, units left) lives in the store, so every backend replica and
-//!   worker sharing the store shares one sale;
+//! - one order per user and sale, enforced by a unique key in the database;
+//! - the sale (stock, strategy, units left, generation) lives in the store, so every backend
+//!   replica and worker sharing the store shares one sale;
 //! - `reset` replaces the sale and drops its orders in one transaction: a buy sees either the
 //!   old sale or the new one, never a mix;
-//! - `claim_and_insert` never lets the orders exceed the stock.
+//! - `claim_and_insert` and `lock_and_insert` never let the orders exceed the stock;
+//! - no call outlives [`StoreOptions::call_timeout_ms`]: a stuck store is an error, not a hang.
 
 mod config;
 mod mongo;
+mod postgres;
+mod spec;
 mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
-pub use config::StoreConfig;
+pub use config::{StoreConfig, StoreOptions};
 pub use mongo::MongoStore;
+pub use postgres::PostgresStore;
+pub use spec::{BadStoreSpec, StoreSpec};
 pub use sqlite::SqliteStore;
 
 use std::fmt;
@@ -24,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::{BuyResponse, OrderId, OrdersPage, SaleConfig, SaleState, Strategy, UserId};
 
-/// A store failure. The cause is for logs; clients only learn that the store is unavailable.
+/// A store failure. The cause is for logs; clients only learn [`StoreError::reason`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("SQLite: {0}")]
@@ -33,18 +41,42 @@ pub enum StoreError {
     Pool(#[from] r2d2::Error),
     #[error("MongoDB: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    PostgresPool(#[from] deadpool_postgres::PoolError),
     #[error("store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("store holds unexpected data: {0}")]
     Corrupt(String),
-    #[error("cannot open store {spec:?}: {reason}")]
+    #[error("cannot open store {spec}: {reason}")]
     Open { spec: String, reason: String },
+    /// The call did not finish within the store's call timeout.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// What was asked is not offered by this store (e.g. `row-lock` on MongoDB).
+    #[error("{0}")]
+    Unsupported(String),
     /// The sale was reset between a buy's read and its write: the buy belonged to a sale
     /// that no longer exists, so nothing was kept. The buyer may simply try again.
     #[error("the sale was reset during this buy")]
     SaleReset,
 }
 
+impl StoreError {
+    /// What a client may be told: a short reason with no internal detail (no host, no
+    /// password, no SQL).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::SaleReset => "the sale was reset during this buy; try again",
+            Self::Timeout(_) => "the store did not answer in time",
+            Self::Unsupported(_) => "not offered by this store",
+            Self::PostgresPool(error) => postgres::pool_error_reason(error),
+            Self::Postgres(error) => postgres::error_reason(error),
+            _ => "store unavailable",
+        }
+    }
+}
 /// What one read says about a buyer and the sale, before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -64,7 +96,7 @@ pub enum InsertOutcome {
     Duplicate(OrderId),
 }
 
-/// The result of the conditional strategy's atomic claim.
+/// The result of the conditional strategy's atomic claim, or of `row-lock`'s locked one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
     Ordered(OrderId),
@@ -75,7 +107,9 @@ pub enum ClaimOutcome {
 /// The store a service was configured with, plus how its calls are observed.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    engine: Engine,
+    /// Longest any call may take (see [`StoreOptions::call_timeout_ms`]).
+    call_timeout: Duration,
     /// Added between `count-insert`'s count and its insert (0 by default). The race is real
     /// without it; a pause only widens its window, as a slow database round trip would, so
     /// that a test or a demo can show it on demand.
@@ -86,18 +120,42 @@ pub struct Store {
 /// Called with an operation's name and duration after every store call (for metrics).
 pub type OperationTimings = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
 
-/// The two stores. An enum rather than a trait object: there are two, and static dispatch
+/// The stores. An enum rather than a trait object: there are three, and static dispatch
 /// keeps the async methods plain.
 #[derive(Debug, Clone)]
-enum Backend {
+enum Engine {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
     Mongo(MongoStore),
+}
+
+impl Engine {
+    /// Refuses a strategy this store cannot run, before anything is written.
+    fn check_strategy(&self, strategy: Strategy) -> Result<(), StoreError> {
+        match (self, strategy) {
+            (Self::Mongo(_), Strategy::RowLock) => Err(mongo_has_no_row_lock()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// MongoDB has no lock a transaction could wait on: two transactions writing the sale
+/// document do not queue, the second aborts with a write conflict and must be retried, so
+/// under a crowd of buyers `row-lock` would be a retry storm, not a lock. Its atomic
+/// `find_one_and_update` (`conditional`) is the row-level operation MongoDB offers.
+fn mongo_has_no_row_lock() -> StoreError {
+    StoreError::Unsupported(
+        "the row-lock strategy is not offered on MongoDB (it has no row lock: concurrent \
+         transactions on the sale document abort instead of waiting); use conditional, \
+         its atomic find_one_and_update"
+            .into(),
+    )
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.backend)
+            .field("engine", &self.engine)
             .field("count_insert_pause", &self.count_insert_pause)
             .finish_non_exhaustive()
     }
@@ -106,29 +164,68 @@ impl fmt::Debug for Store {
 macro_rules! dispatch {
     ($self:ident, $op:literal, $method:ident ( $($arg:expr),* )) => {
         $self.timed($op, async {
-            match &$self.backend {
-                Backend::Sqlite(store) => store.$method($($arg),*).await,
-                Backend::Mongo(store) => store.$method($($arg),*).await,
+            match &$self.engine {
+                Engine::Sqlite(store) => store.$method($($arg),*).await,
+                Engine::Postgres(store) => store.$method($($arg),*).await,
+                Engine::Mongo(store) => store.$method($($arg),*).await,
             }
         }).await
     };
 }
 
 impl Store {
-    /// Opens the store named by `spec` (`mongodb://...` / `mongodb+srv://...`, else a file path).
-    /// `initial` becomes the sale only if the store holds none yet: a replica starting
-    /// against a shared store must not reset a sale in progress.
+    /// Opens the store named by `spec` (see [`StoreSpec`]) with the default options.
     pub async fn open(spec: &str, initial: SaleConfig) -> Result<Self, StoreError> {
-        let backend = if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
-            Backend::Mongo(MongoStore::open(spec, initial).await?)
-        } else {
-            Backend::Sqlite(SqliteStore::open(spec, initial).await?)
+        Self::open_with(spec, initial, StoreOptions::default()).await
+    }
+
+    /// Opens the store named by `spec` (see [`StoreSpec`]). `initial` becomes the sale only
+    /// if the store holds none yet: a replica starting against a shared store must not
+    /// reset a sale in progress. A bad spec, an unreachable server or a strategy the store
+    /// cannot run is an error here, at start-up.
+    pub async fn open_with(
+        spec: &str,
+        initial: SaleConfig,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let parsed: StoreSpec = spec.parse().map_err(|e: BadStoreSpec| StoreError::Open {
+            spec: crate::redact::redact_url(spec),
+            reason: e.to_string(),
+        })?;
+        if matches!(parsed, StoreSpec::Mongo(_)) && initial.strategy == Strategy::RowLock {
+            return Err(mongo_has_no_row_lock());
+        }
+        let opening = async {
+            Ok::<_, StoreError>(match &parsed {
+                StoreSpec::Sqlite(path) => Engine::Sqlite(SqliteStore::open(path, initial).await?),
+                StoreSpec::Postgres(url) => {
+                    Engine::Postgres(PostgresStore::open(url, initial, &options).await?)
+                }
+                StoreSpec::Mongo(uri) => Engine::Mongo(MongoStore::open(uri, initial).await?),
+            })
         };
+        // Opening waits on the server at most as long as one call may.
+        let engine = tokio::time::timeout(options.call_timeout(), opening)
+            .await
+            .map_err(|_| StoreError::Open {
+                spec: parsed.to_string(),
+                reason: format!("no answer within {} ms", options.call_timeout_ms),
+            })??;
         Ok(Self {
-            backend,
+            engine,
+            call_timeout: options.call_timeout(),
             count_insert_pause: Duration::ZERO,
             timings: None,
         })
+    }
+
+    /// The kind of store: `sqlite`, `postgres` or `mongodb`.
+    pub fn kind(&self) -> &'static str {
+        match &self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+            Engine::Mongo(_) => "mongodb",
+        }
     }
 
     /// Widens `count-insert`'s race window by `pause` (see the field's doc).
@@ -147,9 +244,16 @@ impl Store {
         self
     }
 
-    async fn timed<T>(&self, op: &'static str, call: impl Future<Output = T>) -> T {
+    /// Runs one store call, bounded by the call timeout, and reports its duration.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = call.await;
+        let result = tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.call_timeout)));
         if let Some(timings) = &self.timings {
             timings(op, started.elapsed());
         }
@@ -186,6 +290,20 @@ impl Store {
         dispatch!(self, "claim", claim_and_insert(user))
     }
 
+    /// The `row-lock` strategy: locks the sale row, reads the units left from it, and if one
+    /// is left writes the order and takes the unit, then commits (on SQLite the lock is the
+    /// database's single write lock; MongoDB refuses the strategy).
+    pub async fn lock_and_insert(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
+        self.timed("row_lock", async {
+            match &self.engine {
+                Engine::Sqlite(store) => store.lock_and_insert(user).await,
+                Engine::Postgres(store) => store.lock_and_insert(user).await,
+                Engine::Mongo(_) => Err(mongo_has_no_row_lock()),
+            }
+        })
+        .await
+    }
+
     /// Decides `users` in order, inside ONE store transaction, under the sale's strategy:
     /// a buyer who already has an order (from before, or earlier in this batch) is answered
     /// `already_ordered`; the others take a unit while the strategy's rule allows. Nothing
@@ -200,6 +318,7 @@ impl Store {
     /// Replaces the sale and drops every order, in one transaction; the sale's generation
     /// goes up by one. Returns the new sale.
     pub async fn reset(&self, sale: SaleConfig) -> Result<SaleState, StoreError> {
+        self.engine.check_strategy(sale.strategy)?;
         dispatch!(self, "reset", reset(sale))
     }
 
@@ -213,7 +332,7 @@ impl Store {
     /// store holds (the load tester checks its `ordered` answers against it; the front
     /// tier's gate learns the winners of a sold-out sale from it).
     pub async fn orders_page(&self, after: u64, limit: u32) -> Result<OrdersPage, StoreError> {
-        // Both stores keep ids as i64: nothing is stored above i64::MAX.
+        // Every store keeps ids as i64: nothing is stored above i64::MAX.
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         dispatch!(self, "orders_page", orders_page(after, limit))
     }
@@ -235,7 +354,7 @@ impl Store {
     }
 }
 
-/// The decision rule of a batch, shared by both stores: the sale as the transaction found
+/// The decision rule of a batch, shared by every store: the sale as the transaction found
 /// it, updated as the batch takes units.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchLedger {
@@ -243,7 +362,7 @@ pub(crate) struct BatchLedger {
     stock: u64,
     /// Orders held (count-insert compares this with the stock).
     orders: u64,
-    /// Units still claimable (conditional).
+    /// Units still claimable (conditional, row-lock).
     remaining: u64,
     /// Units this batch took.
     pub(crate) taken: u64,
@@ -269,7 +388,7 @@ impl BatchLedger {
     pub(crate) fn sold_out(&self) -> bool {
         match self.strategy {
             Strategy::CountInsert => self.orders >= self.stock,
-            Strategy::Conditional => self.remaining == 0,
+            Strategy::Conditional | Strategy::RowLock => self.remaining == 0,
         }
     }
 
@@ -285,7 +404,7 @@ impl BatchLedger {
     }
 }
 
-/// Domain integers (u64) as the stores keep them (i64, in SQLite and in BSON alike).
+/// Domain integers (u64) as the stores keep them (i64, in SQLite, PostgreSQL and BSON alike).
 pub(crate) fn to_i64(n: u64) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| {
         StoreError::Corrupt(format!(

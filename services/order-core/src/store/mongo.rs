@@ -426,7 +426,7 @@ impl MongoStore {
         let config = sale.config()?;
         let remaining = to_u64(sale.remaining.max(0))?;
         let orders = match config.strategy {
-            Strategy::Conditional => config.stock.saturating_sub(remaining),
+            Strategy::Conditional | Strategy::RowLock => config.stock.saturating_sub(remaining),
             Strategy::CountInsert => {
                 let count = self
                     .orders

@@ -6,6 +6,11 @@
 //! write lock. `synchronous = NORMAL` in WAL mode survives a process crash (an acknowledged
 //! order is in the log) and may lose the last commits only on a power loss.
 //!
+//! `row-lock` here is a `BEGIN IMMEDIATE` transaction: SQLite has no row locks, so "lock
+//! the sale row" takes the whole database's write lock. It is correct (nothing writes
+//! between the read of the units left and the order), but it serializes every writer, not
+//! only the buyers of one sale row.
+//!
 //! Every call runs on tokio's blocking pool: SQLite calls block, and must not stall the
 //! executor's worker threads.
 //!
@@ -16,7 +21,7 @@
 //! timeout sleeps up to 100 ms a try, which under contention leaves the lock idle far
 //! longer than a write holds it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,8 +79,8 @@ fn retry_busy(attempts: i32) -> bool {
 }
 
 impl SqliteStore {
-    pub async fn open(path: &str, initial: SaleConfig) -> Result<Self, StoreError> {
-        let path = PathBuf::from(path);
+    pub async fn open(path: &Path, initial: SaleConfig) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
                 spec: path.display().to_string(),
@@ -242,6 +247,30 @@ impl SqliteStore {
         .await
     }
 
+    /// `row-lock`: the write lock first (IMMEDIATE: the whole database, SQLite's only lock),
+    /// then the units left read from the sale row, then the order and the unit taken.
+    pub async fn lock_and_insert(&self, user: UserId) -> Result<ClaimOutcome, StoreError> {
+        let user_id = to_i64(user.get())?;
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (sale, claimed, _) = read_sale(&tx)?;
+            if claimed >= sale.stock {
+                return Ok(ClaimOutcome::SoldOut);
+            }
+            if let Some(order_id) = find_order(&tx, user_id)? {
+                return Ok(ClaimOutcome::AlreadyOrdered(order_id));
+            }
+            let order_id = new_order_id();
+            tx.prepare_cached("INSERT INTO orders (order_id, user_id) VALUES (?1, ?2)")?
+                .execute(params![order_id, user_id])?;
+            tx.prepare_cached("UPDATE sale SET claimed = claimed + 1 WHERE id = 1")?
+                .execute([])?;
+            tx.commit()?;
+            Ok(ClaimOutcome::Ordered(order_id))
+        })
+        .await
+    }
+
     /// Decides a batch in one IMMEDIATE transaction (see [`super::Store::buy_batch`]). When a
     /// plain read already shows that nothing can be ordered, the batch is answered from that
     /// read, without taking the write lock: after a sell-out, most batches are that.
@@ -283,7 +312,7 @@ impl SqliteStore {
                     .execute(params![order_id, user_id])?;
                 answers.push(BuyResponse::ordered(user, order_id));
             }
-            if ledger.strategy() == Strategy::Conditional && ledger.taken > 0 {
+            if ledger.strategy().never_oversells() && ledger.taken > 0 {
                 // The claims of the whole batch at once: no other writer ran in between.
                 tx.prepare_cached("UPDATE sale SET claimed = claimed + ?1 WHERE id = 1")?
                     .execute([to_i64(ledger.taken)?])?;
@@ -385,7 +414,7 @@ fn batch_ledger(conn: &Connection) -> Result<BatchLedger, StoreError> {
     let (sale, claimed, _) = read_sale(conn)?;
     let orders = match sale.strategy {
         Strategy::CountInsert => count_orders(conn)?,
-        Strategy::Conditional => claimed,
+        Strategy::Conditional | Strategy::RowLock => claimed,
     };
     Ok(BatchLedger::new(
         sale,
