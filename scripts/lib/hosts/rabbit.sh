@@ -49,6 +49,8 @@ rabbit_sbin() {
 }
 
 rabbit_hosts=(rmq1 rmq2 rmq3)
+# Seconds of silence after which a node declares a peer down (see the top of this file).
+rabbit_net_ticktime=5
 
 # node_name HOST: the node on rmqN.
 node_name() {
@@ -87,6 +89,7 @@ rabbit_config() {
     echo "default_pass = $(secret amqp_password)"
     echo "heartbeat = $(get heartbeat)"
     echo "cluster_partition_handling = pause_minority"
+    echo "net_ticktime = $rabbit_net_ticktime"
     echo "cluster_formation.peer_discovery_backend = classic_config"
     for other in "${rabbit_hosts[@]}"; do
         echo "cluster_formation.classic_config.nodes.$i = $(node_name "$other")"
@@ -252,4 +255,16 @@ rabbit_unacked() {
         return 0
     done
     die "no RabbitMQ node answers"
+}
+
+# rabbit_whole: every node runs, sees the other two and no partition (a short cut can leave
+# Mnesia partitioned after the heal, which only a restart of a node mends).
+rabbit_whole() {
+    local host answer
+    for host in "${rabbit_hosts[@]}"; do
+        answer="$(rabbit_ctl "$host" eval \
+            '{length(rabbit_nodes:all_running()), rabbit_node_monitor:partitions()}.' 2>/dev/null)" \
+            || return 1
+        [[ "$answer" == "{3,[]}" ]] || return 1
+    done
 }

@@ -131,8 +131,8 @@ tiers_reconfigure() {
     say "reconfigured: batch $batch, gate $gate"
 }
 
-# stack_healthy: every service runs, and every backend, worker, front tier and the edge
-# answers /healthz 200 from the client host.
+# stack_healthy: every service runs, every backend, worker, front tier and the edge answers
+# /healthz 200 from the client host, and the RabbitMQ cluster is whole.
 stack_healthy() {
     local host name url
     for host in "${hosts[@]}"; do
@@ -145,6 +145,7 @@ stack_healthy() {
         http://fe1:5000 http://fe2:5000 http://edge:5000; do
         run_on client curl -fsS -o /dev/null --max-time 3 "$url/healthz" 2>/dev/null || return 1
     done
+    rabbit_whole
 }
 
 # wait_healthy SECONDS: until stack_healthy, or SECONDS pass (returns 1).
