@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints (warnings are errors), then every test of the
-# workspace. Needs RabbitMQ on 127.0.0.1:5672 for the queue tests (`bash .ci/run` installs
-# and starts everything first); MongoDB tests run only when MONGODB_URI is set.
+# workspace. Needs RabbitMQ on 127.0.0.1:5672 for the queue tests and PostgreSQL on
+# 127.0.0.1:5432 for the store tests (FLASHSALE_TEST_PG_URL to use another server; `bash
+# .ci/run` installs and starts both first); MongoDB tests run only when MONGODB_URI is set.
 # --locked: a stale Cargo.lock fails here, as it would in the Docker build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

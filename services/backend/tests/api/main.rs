@@ -6,4 +6,5 @@ mod bad_input;
 mod buy;
 mod helpers;
 mod overload;
+mod postgres;
 mod replica_loss;

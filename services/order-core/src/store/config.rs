@@ -50,7 +50,8 @@ pub struct StoreConfig {
     pub store_pool_size: u32,
 
     /// PostgreSQL: longest wait for a free pooled connection before the call fails (503,
-    /// "store busy").
+    /// "store busy"). As long as a whole call by default: the backends' and the worker's
+    /// own admission limits bound how many wait; lower it to refuse sooner.
     #[arg(long, env = "FLASHSALE_STORE_POOL_WAIT_MS", default_value_t = StoreOptions::DEFAULT.pool_wait_ms)]
     pub store_pool_wait_ms: u64,
 
@@ -77,7 +78,7 @@ impl StoreOptions {
     pub const DEFAULT: Self = Self {
         call_timeout_ms: 5_000,
         pool_size: 16,
-        pool_wait_ms: 1_000,
+        pool_wait_ms: 5_000,
         connect_timeout_ms: 2_000,
     };
 

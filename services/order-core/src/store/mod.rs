@@ -195,22 +195,15 @@ impl Store {
         if matches!(parsed, StoreSpec::Mongo(_)) && initial.strategy == Strategy::RowLock {
             return Err(mongo_has_no_row_lock());
         }
-        let opening = async {
-            Ok::<_, StoreError>(match &parsed {
-                StoreSpec::Sqlite(path) => Engine::Sqlite(SqliteStore::open(path, initial).await?),
-                StoreSpec::Postgres(url) => {
-                    Engine::Postgres(PostgresStore::open(url, initial, &options).await?)
-                }
-                StoreSpec::Mongo(uri) => Engine::Mongo(MongoStore::open(uri, initial).await?),
-            })
+        // Each store bounds its own opening: PostgreSQL by its connect and statement
+        // timeouts, SQLite by its busy timeout, MongoDB by its server selection timeout.
+        let engine = match &parsed {
+            StoreSpec::Sqlite(path) => Engine::Sqlite(SqliteStore::open(path, initial).await?),
+            StoreSpec::Postgres(url) => {
+                Engine::Postgres(PostgresStore::open(url, initial, &options).await?)
+            }
+            StoreSpec::Mongo(uri) => Engine::Mongo(MongoStore::open(uri, initial).await?),
         };
-        // Opening waits on the server at most as long as one call may.
-        let engine = tokio::time::timeout(options.call_timeout(), opening)
-            .await
-            .map_err(|_| StoreError::Open {
-                spec: parsed.to_string(),
-                reason: format!("no answer within {} ms", options.call_timeout_ms),
-            })??;
         Ok(Self {
             engine,
             call_timeout: options.call_timeout(),

@@ -29,6 +29,8 @@ pub struct WorkerOptions {
     pub batch: u16,
     /// The store file; `None`: a fresh one in the worker's temporary directory.
     pub store: Option<std::path::PathBuf>,
+    /// A store URL (e.g. a PostgreSQL test database); wins over `store`.
+    pub store_url: Option<String>,
     pub stock: u64,
     pub strategy: Strategy,
     pub amqp_url: String,
@@ -42,6 +44,7 @@ impl Default for WorkerOptions {
             prefetch: 1,
             batch: 1,
             store: None,
+            store_url: None,
             stock: 100,
             strategy: Strategy::CountInsert,
             amqp_url: amqp_url(),
@@ -57,10 +60,13 @@ pub async fn spawn_worker(queue: &str, options: WorkerOptions) -> TestWorker {
     let prefetch = options.prefetch.to_string();
     let batch = options.batch.to_string();
     let stock = options.stock.to_string();
-    let store = options
-        .store
-        .clone()
-        .unwrap_or_else(|| dir.path().join("store.db"));
+    let store = options.store_url.clone().unwrap_or_else(|| {
+        let path = options
+            .store
+            .clone()
+            .unwrap_or_else(|| dir.path().join("store.db"));
+        path.to_str().unwrap().to_owned()
+    });
     let mut args = vec![
         "worker",
         "--amqp-url",
@@ -70,7 +76,7 @@ pub async fn spawn_worker(queue: &str, options: WorkerOptions) -> TestWorker {
         "--batch",
         &batch,
         "--store",
-        store.to_str().unwrap(),
+        &store,
         "--stock",
         &stock,
         "--strategy",

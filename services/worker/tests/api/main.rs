@@ -4,4 +4,5 @@
 mod batch;
 mod helpers;
 mod lifecycle;
+mod postgres;
 mod rpc;
