@@ -32,8 +32,9 @@ db_up() {
     "${as_postgres[@]}" env HOME="$d" "$(pg_bin initdb)" -D "$d/pgdata" -U postgres -E UTF8 --auth-local=peer \
         --auth-host=scram-sha-256 >"$d/logs/initdb.log" 2>&1 \
         || { tail -n 20 "$d/logs/initdb.log" >&2; die "initdb failed (log: $d/logs/initdb.log)"; }
+    # On one host a connection to another loopback address comes from 127.0.0.1.
     local net
-    if [[ "$layout" == one ]]; then net="127.${subnet#*.}.0/24"; else net="$subnet.0/24"; fi
+    if [[ "$layout" == one ]]; then net="127.0.0.0/8"; else net="$subnet.0/24"; fi
     cat >>"$d/pgdata/postgresql.conf" <<EOF
 
 # Written by scripts/hosts.sh: the db host's own address only, a socket of its own.

@@ -28,9 +28,15 @@
 # leave two clusters for an operator to reconcile). Quorum queues are consistent whatever
 # this setting says; it matters for what is not Raft-replicated: the front tiers' exclusive
 # reply queues and the sale events' queues live on the node their owner is connected to.
-# Mnesia notices a partition only after net_ticktime (60 s by default); a cut shorter than
-# that is ridden out by Raft alone (a new quorum queue leader in seconds) and the heartbeat
-# (below), and the cut node rejoins without a restart.
+#
+# Partition detection (net_ticktime = 5 s): a node declares a silent peer down after 4 to
+# 6 s. Then the majority's Mnesia stops waiting for it, Raft elects a new leader for a
+# quorum queue whose leader was cut off, and the cut node pauses. With RabbitMQ's default
+# (60 s) a cut shorter than a minute is never declared: every Mnesia transaction (a queue's
+# declaration, the record of a queue's new leader) waits on the silent node, and the queue
+# route stops for the whole cut and a little beyond, although Raft has its majority. The
+# price: a node that stalls for 5 s (a machine starved of CPU) is declared down too, and
+# pause_minority restarts it.
 #
 # The heartbeat (`heartbeat = 2` s, negotiated with every client): a connection whose peer
 # went silent is closed after two missed heartbeats, ~4 s, on both ends. That is what hands
