@@ -9,8 +9,8 @@
 #       processes and settings) and then across hosts, in the same run: the batched queue
 #       route (worker --batch 64) and the HTTP route, `conditional`, gate off and on:
 #       the original protocol (stock 100, c = 100, 300, 500, -r 10) and every buy writing
-#       (stock 1,000,000, c = 100, 10 s); side by side, with the queue route's ratio
-#       (goal: across hosts >= 0.8x one host);
+#       (stock 1,000,000, c = 100, 10 s, 3 runs a row: the steady rows the goal is read on,
+#       across hosts >= 0.8x one host for the queue route); side by side, with the ratios;
 #   (2) five partitions, across hosts, each mid-sale (c = 100, 25 s, the cut about 5 s in,
 #       marked on the run's timeline with the heal):
 #       a. the host of the request queue's leader cut off from every host for 10 s (/mq/buy);
@@ -29,8 +29,8 @@
 #
 #   --out DIR       where the reports go (default results/hosts)
 #   --no-build      use the release binaries already built
-#   --quick         shorter, for trying the script (c = 100 only, -r 5, 5 s rows): not for
-#                   the committed results
+#   --quick         shorter, for trying the script (c = 100 only, -r 5, one 5 s run a row):
+#                   not for the committed results
 #   --skip-matrix   only the partitions
 #   --scenarios L   which partitions (default a,b,c,d,e; none: only the matrix)
 #   --bin-dir DIR   the binaries to run (default target/release, built first); implies
@@ -69,9 +69,9 @@ command -v python3 >/dev/null || die "python3 is needed to read the reports"
 ((EUID == 0)) || die "needs root (network namespaces): run it with sudo"
 
 if ((quick)); then
-    concurrency=100 repetitions=5 writes_s=5 run_s=25
+    concurrency=100 repetitions=5 writes_s=5 writes_repeat=1 run_s=25
 else
-    concurrency=100,300,500 repetitions=10 writes_s=10 run_s=25
+    concurrency=100,300,500 repetitions=10 writes_s=10 writes_repeat=3 run_s=25
 fi
 cut_at_s=5
 
@@ -118,10 +118,11 @@ matrix_rows() {
     on_client "$loadtest" matrix "$scenario_edge" --admin-token "$token" --out "$out" -q \
         --label "matrix-$layout" --routes mq,http --strategies conditional --stock 100 \
         --concurrency "$concurrency" -r "$repetitions" --batch 64 --gate off,on \
-        --reconfigure "$reconfigure"
+        --reconfigure "$reconfigure" --metrics http://fe1:5000/metrics,http://fe2:5000/metrics
     on_client "$loadtest" matrix "$scenario_edge" --admin-token "$token" --out "$out" -q \
         --label "writes-$layout" --routes mq,http --strategies conditional --stock 1000000 \
-        --concurrency 100 -t "${writes_s}s" --batch 64 --gate on --reconfigure "$reconfigure"
+        --concurrency 100 -t "${writes_s}s" --repeat "$writes_repeat" --batch 64 --gate on \
+        --reconfigure "$reconfigure"
 }
 
 if ((matrix)); then

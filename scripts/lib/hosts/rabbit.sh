@@ -11,8 +11,9 @@
 # (RABBITMQ_CONF_ENV_FILE), ERL_FLAGS is cleared, and epmd is started in the host's
 # namespace before the node, listening on every address of that host.
 # In the `one` layout the three nodes share one namespace and so one epmd, which knows a
-# node by the name before the @: they are rabbit1@rmq1 .. rabbit3@rmq3 there, each bound to
-# its own loopback address.
+# node by the name before the @ and refuses a distribution port twice: they are
+# rabbit1@rmq1 .. rabbit3@rmq3 there, each bound to its own loopback address, with
+# distribution ports 25672, 25673, 25674.
 #
 # The cluster: the nodes find each other by host name (classic config peer discovery);
 # rmq1 boots first and the others join it. The request queue is a quorum queue (the workers
@@ -61,6 +62,10 @@ rabbit_net_ticktime=5
 # node_name HOST: the node on rmqN.
 node_name() {
     if [[ "$layout" == one ]]; then echo "rabbit${1#rmq}@$1"; else echo "rabbit@$1"; fi
+}
+# dist_port HOST: the node's Erlang distribution port.
+dist_port() {
+    if [[ "$layout" == one ]]; then echo $((25671 + ${1#rmq})); else echo 25672; fi
 }
 # host_of_node NODE: rabbit@rmq2 -> rmq2.
 host_of_node() { echo "${1#*@}"; }
@@ -136,6 +141,7 @@ start_rabbit_node() {
     start_service "$host" rabbitmq "${as_rabbitmq[@]}" env -u ERL_FLAGS -u ERL_EPMD_ADDRESS \
         "${env_lines[@]}" \
         RABBITMQ_NODENAME="$(node_name "$host")" \
+        RABBITMQ_DIST_PORT="$(dist_port "$host")" \
         RABBITMQ_CONFIG_FILE="$d/rabbitmq.conf" \
         RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins" \

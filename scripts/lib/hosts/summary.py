@@ -43,8 +43,7 @@ def rows_by_key(report):
 def ratio_table(one, hosts, title):
     one_rows, hosts_rows = rows_by_key(one), rows_by_key(hosts)
     lines = [
-        f"**{title}**: trans/sec across hosts ÷ on one host, same rows, same run "
-        "(goal for the queue route: ≥ 0.8×).",
+        f"**{title}**: trans/sec (median of the runs of a row) across hosts ÷ on one host.",
         "",
         "| route | c | gate | one host | across hosts | ratio |",
         "|---|---|---|---|---|---|",
@@ -60,8 +59,32 @@ def ratio_table(one, hosts, title):
     return "\n".join(lines)
 
 
+def from_memory(report):
+    """Per gate-on step: (route, c, buys the front tiers' gates answered, requests)."""
+    out = []
+    for step in (report or {}).get("steps", []):
+        if (step.get("dimensions") or {}).get("gate") != "on":
+            continue
+        gate = sum(
+            value
+            for metrics in (step.get("server_metrics") or {}).values()
+            for series, value in (metrics.get("counters") or {}).items()
+            if series.startswith("flashsale_frontend_gate_answers_total")
+        )
+        out.append((step.get("route"), step.get("concurrency"), int(gate), step.get("requests")))
+    return out
+
+
 def seconds(value):
     return "-" if value is None else f"{value:g}"
+
+
+def full_rate(verdict):
+    """The time to full rate, or how close the best second after the heal came."""
+    if verdict["full_rate_after_heal_s"] is not None:
+        return seconds(verdict["full_rate_after_heal_s"])
+    best = verdict.get("best_after_heal")
+    return "never" if best is None else f"never (best second: {best:.0%} of before the cut)"
 
 
 def partition_rows(directory):
@@ -85,7 +108,7 @@ def partition_rows(directory):
         lines.append(
             f"| {s}. {text} | {report.get('route')} | {seconds(verdict['cut_s'])} "
             f"| {verdict['error_window_s']} | {verdict['errors']:,} "
-            f"| {seconds(verdict['full_rate_after_heal_s'])} | {verdict['buyers']:,} "
+            f"| {full_rate(verdict)} | {verdict['buyers']:,} "
             f"| {verdict['lost'] + verdict['wrong_order_id']} | {verdict['oversold']} "
             f"| {'yes' if one_order else '**no**'} | {consistent} | {', '.join(goals)} |"
         )
@@ -128,11 +151,33 @@ def main():
         print()
         print("## The matrix: one host and across hosts")
         print()
-        print(ratio_table(one, hosts, "Original protocol (stock 100, -r per client)"))
         w_one, w_hosts = load(f"{d}/writes-one.json"), load(f"{d}/writes-hosts.json")
         if w_one and w_hosts:
-            print()
             print(ratio_table(w_one, w_hosts, "Every buy writes (stock 1,000,000)"))
+            print()
+            print(
+                "The goal, the batched queue route across hosts at ≥ 0.8× its one-host "
+                "throughput, is read on these rows: every buy crosses every tier for as long "
+                "as the row runs."
+            )
+            print()
+        print(ratio_table(one, hosts, "Original protocol (stock 100, -r per client)"))
+        print()
+        print(
+            "These rows last about a second each (a few thousand buys), so their ratios "
+            "are noisy."
+        )
+        memory = from_memory(hosts)
+        if memory:
+            print()
+            print(
+                "Across hosts, with the gate on, the front tiers answered from memory "
+                "(`flashsale_frontend_gate_answers_total` on fe1 and fe2): "
+                + "; ".join(
+                    f"{route} c = {c}: {gate:,} of {requests:,} buys" for route, c, gate, requests in memory
+                )
+                + "."
+            )
         print()
         print("Side by side, every field: `matrix-one-vs-hosts.md`, `writes-one-vs-hosts.md`.")
     table, notes = partition_rows(d)
