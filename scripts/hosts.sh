@@ -76,9 +76,9 @@
 # change-me-local-only; RUST_LOG, default info) with their host's settings over it.
 #
 # Needs root, network namespaces, nftables (nft), unshare, setpriv, PostgreSQL's server
-# binaries (initdb, pg_ctl), rabbitmq-server, nginx and curl; without them it says why and
-# exits 1. The machine's own PostgreSQL, RabbitMQ, epmd and network settings are never
-# touched: the bridge has no address and nothing is routed to or from the machine.
+# binaries (initdb, postgres, psql), rabbitmq-server, nginx and curl; without them it says
+# why and exits 1. The machine's own PostgreSQL, RabbitMQ, epmd and network settings are
+# never touched: the bridge has no address and nothing is routed to or from the machine.
 set -euo pipefail
 
 usage() { sed -n '2,81p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
