@@ -107,11 +107,9 @@ limit_run() {
     wait "$run_pid" || status=$?
     stop_sampling
     ((status == 0 || status == 3)) || die "loadtest run $label failed (exit $status)"
-    cpu="$(python3 "$procstat" window "$samples" 0 1e9 | tail -n +3 |
-        awk -F'|' '{gsub(/ /, "", $2); gsub(/ /, "", $3); printf "%s %s%%, ", $2, $3}')"
-    rps="$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"]))' \
-        "$out/limits-$label.json")"
-    echo "| $label | $route | $rps | ${cpu%, } |" >>"$limits"
+    cpu="$(cpu_cells "$samples")"
+    rps="$(report_rps "$out/limits-$label.json")"
+    echo "| $label | $route | $rps | $cpu |" >>"$limits"
 }
 say "(d) what limits each row"
 limit_run original-http-c500 1 off http -c 500 -t "$after" --stock 100

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The whole flash-sale stack natively, in one command, for machines without Docker:
 #
-#   frontend :5000 -> /http/buy -> nginx :8000 -> backend :3001, :3002 -> .stack/flashsale.db
+#   frontend :5000 -> /http/buy -> nginx :8000 -> backend :3001, :3002 -> store
 #                  -> /mq/buy   -> RabbitMQ :5672 (buy_requests) -> worker(s) -> same store
 #
-#   scripts/stack.sh [--no-build] [--no-nginx] [--cluster] [--workers N] [--batch N]
-#                    [--prefetch N] [--gate on|off] [--queue-type classic|quorum]
+#   scripts/stack.sh [--no-build] [--no-nginx] [--cluster] [--store STORE] [--workers N]
+#                    [--batch N] [--prefetch N] [--gate on|off] [--queue-type classic|quorum]
 #                    [--queue-max-length N] [--stock N] [--strategy S]
 #                    [--default-route http|mq] [--timeout-ms MS]
-#   scripts/stack.sh --reconfigure [--workers N] [--batch N] [--prefetch N] [--gate on|off]
-#                    [--queue-type classic|quorum] [--queue-max-length N]
+#   scripts/stack.sh --reconfigure [--store STORE] [--workers N] [--batch N] [--prefetch N]
+#                    [--gate on|off] [--queue-type classic|quorum] [--queue-max-length N]
 #
 #   --no-build       use the release binaries already built (default: cargo build --release)
 #   --no-nginx       point the front tier straight at the first backend
@@ -17,6 +17,13 @@
 #                    .stack/rabbit-cluster, AMQP 127.0.0.1:5701-5703) instead of the local
 #                    broker; workers and front tier get the list of its nodes, and the queue
 #                    type defaults to quorum. A cluster the stack started is stopped with it.
+#   --store STORE    where the backends and workers keep orders ($FLASHSALE_STORE, else sqlite):
+#                    sqlite    .stack/flashsale.db, removed first (a fresh file per run);
+#                    postgres  a fresh database flashsale_stack_<pid> on the PostgreSQL server
+#                              $FLASHSALE_PG_URL (no database in it; default
+#                              postgres://postgres@127.0.0.1:5432), dropped when the stack stops;
+#                    a postgres://, postgresql:// or mongodb:// URL, a sqlite://PATH or a
+#                    file path: used as it is (never created, emptied or dropped here).
 #   --workers N      worker processes on the queue ($FLASHSALE_WORKERS, else 1)
 #   --batch N        worker batch size ($FLASHSALE_BATCH, else 1: one buy at a time)
 #   --prefetch N     worker prefetch, batch 1 only ($FLASHSALE_PREFETCH, else 1 as the original)
@@ -32,7 +39,9 @@
 #                    FLASHSALE_WORKERS, FLASHSALE_BATCH, FLASHSALE_PREFETCH,
 #                    FLASHSALE_SOLD_OUT_GATE, FLASHSALE_QUEUE_TYPE, FLASHSALE_QUEUE_MAX_LENGTH
 #                    (a setting given nowhere keeps its value), wait until they are healthy,
-#                    and exit 0; non-zero with the reason if it failed. For
+#                    and exit 0; non-zero with the reason if it failed. A new store
+#                    (--store or FLASHSALE_STORE) restarts the backends too, on a fresh store
+#                    (the same rules as at start; a database the stack made is dropped). For
 #                    `loadtest matrix --reconfigure 'scripts/stack.sh --reconfigure'`.
 #
 # Defaults are the original experiment: one worker, prefetch 1, classic queue, no gate.
@@ -42,7 +51,8 @@
 # nginx: used when installed (scripts/nginx-native.sh); otherwise the front tier talks to the
 # first backend directly, and the script says so.
 #
-# Every start is a fresh sale: the store file .stack/flashsale.db is removed first. A request
+# Every start is a fresh sale: the store file .stack/flashsale.db is removed first (or a fresh
+# PostgreSQL database made, with --store postgres; that needs psql). A request
 # queue left with another type or length than asked for is deleted (RabbitMQ refuses to
 # declare a queue again with other arguments), at start and on a reconfiguration; deleting it
 # needs rabbitmqctl (root, or the rabbitmq user).
@@ -57,7 +67,7 @@
 # request in .stack/reconfigure.request is what --reconfigure does; use that.
 set -euo pipefail
 
-usage() { sed -n '2,57p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,68p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 say() { echo "stack: $*"; }
 die() { echo "stack: error: $*" >&2; exit 1; }
 
@@ -76,6 +86,8 @@ timeout_ms="${FLASHSALE_TIMEOUT_MS:-20000}"
 admin_token="${FLASHSALE_ADMIN_TOKEN:-change-me-local-only}"
 amqp_url="${FLASHSALE_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 queue="${FLASHSALE_QUEUE:-buy_requests}"
+store_choice="${FLASHSALE_STORE:-sqlite}"
+pg_server="${FLASHSALE_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 # Settings given on the command line (for --reconfigure: only these and the env change).
 given=()
 
@@ -85,6 +97,7 @@ while (($#)); do
         --no-nginx) use_nginx=0; shift ;;
         --cluster) cluster=1; shift ;;
         --reconfigure) reconfigure_client=1; shift ;;
+        --store) (($# >= 2)) || usage; store_choice="$2"; given+=(store); shift 2 ;;
         --workers) (($# >= 2)) || usage; workers="$2"; given+=(workers); shift 2 ;;
         --batch) (($# >= 2)) || usage; batch="$2"; given+=(batch); shift 2 ;;
         --prefetch) (($# >= 2)) || usage; prefetch="$2"; given+=(prefetch); shift 2 ;;
@@ -119,12 +132,16 @@ check_settings() {
         echo "--queue-type must be classic or quorum, not '$queue_type'"
     elif ! in_range "$queue_max_length" 0 4294967295; then
         echo "--queue-max-length must be 0..4294967295, not '$queue_max_length'"
+    elif [[ -z "$store_choice" || "$store_choice" == *$'\n'* ]]; then
+        echo "--store must be sqlite, postgres, a store URL or a file path"
+    elif [[ "$store_choice" == *://* && ! "$store_choice" =~ ^(postgres|postgresql|mongodb|mongodb\+srv|sqlite):// ]]; then
+        echo "--store: unknown scheme in '${store_choice%%://*}://...' (postgres://, postgresql://, mongodb://, mongodb+srv://, sqlite://)"
     fi
 }
 
 stack_dir="$root/.stack"
 logs="$stack_dir/logs"
-store="$stack_dir/flashsale.db"
+sqlite_file="$stack_dir/flashsale.db"
 pid_file="$stack_dir/stack.pid"
 request_file="$stack_dir/reconfigure.request"
 result_file="$stack_dir/reconfigure.result"
@@ -136,6 +153,7 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release"
 if ((reconfigure_client)); then
     request=()
     # The environment first (as `loadtest matrix --reconfigure` sets it), options over it.
+    [[ -n "${FLASHSALE_STORE:-}" || " ${given[*]} " == *" store "* ]] && request+=("store=$store_choice")
     [[ -n "${FLASHSALE_WORKERS:-}" || " ${given[*]} " == *" workers "* ]] && request+=("workers=$workers")
     [[ -n "${FLASHSALE_BATCH:-}" || " ${given[*]} " == *" batch "* ]] && request+=("batch=$batch")
     [[ -n "${FLASHSALE_PREFETCH:-}" || " ${given[*]} " == *" prefetch "* ]] && request+=("prefetch=$prefetch")
@@ -217,6 +235,7 @@ stop_all() {
         stop_named ""
         say "stopped"
     fi
+    close_store
     if ((started_cluster)); then
         say "stopping the RabbitMQ cluster it started"
         "$cluster_script" down || true
@@ -311,14 +330,80 @@ ensure_queue_matches() {
     done
 }
 
+# --- The store ------------------------------------------------------------------------------
+# store: the --store value the services get; made_database: the PostgreSQL database this
+# stack created for itself (dropped when the stack stops or moves to another store).
+store="" made_database=""
+
+# shown URL: URL with its password masked, for messages.
+shown() { sed -E 's#(://[^:/@]+:)[^@]*@#\1***@#; s#([?&]password=)[^&]*#\1***#' <<<"$1"; }
+
+# pg_admin SQL: runs SQL on the server's maintenance database.
+pg_admin() { psql -X -q -v ON_ERROR_STOP=1 -d "${pg_server%/}/postgres" -c "$1"; }
+
+# open_store: prepares the store that $store_choice names and sets $store; returns 1 (the
+# reason in $unhealthy) if it cannot.
+open_store() {
+    case "$store_choice" in
+        sqlite)
+            store="$sqlite_file"
+            rm -f "$store" "$store-wal" "$store-shm"
+            ;;
+        postgres)
+            command -v psql >/dev/null \
+                || { unhealthy="--store postgres needs psql (Debian: apt-get install -y postgresql-client)"; return 1; }
+            local db="flashsale_stack_$$" out
+            if ! out="$(pg_admin "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>&1 \
+                && pg_admin "CREATE DATABASE $db" 2>&1)"; then
+                unhealthy="cannot create database $db on $(shown "$pg_server"): ${out//$'\n'/ }"
+                return 1
+            fi
+            made_database="$db"
+            store="${pg_server%/}/$db"
+            say "store: a fresh PostgreSQL database $(shown "$store") (dropped when the stack stops)"
+            ;;
+        *) store="$store_choice" ;;
+    esac
+    common=(--store "$store" --stock "$stock" --strategy "$strategy")
+}
+
+# close_store: drops the database this stack made, if any (its services must be stopped).
+close_store() {
+    [[ -n "${made_database:-}" ]] || return 0
+    pg_admin "DROP DATABASE IF EXISTS $made_database WITH (FORCE)" >/dev/null 2>&1 \
+        || say "warning: could not drop database $made_database on $(shown "$pg_server")"
+    made_database=""
+}
+
+# start_backends: on the current store; returns 1 (reason in $unhealthy) if one is unhealthy.
+start_backends() {
+    local port
+    for port in "${backend_ports[@]}"; do
+        start "backend-$port" env FLASHSALE_ADMIN_TOKEN="$admin_token" \
+            "$bin/backend" --listen "127.0.0.1:$port" "${common[@]}"
+    done
+    for port in "${backend_ports[@]}"; do
+        check_healthy "backend-$port" "http://127.0.0.1:$port/healthz" || return 1
+    done
+}
+
+store_kind() {
+    case "$store_choice" in
+        sqlite | postgres) echo "$store_choice" ;;
+        postgres://* | postgresql://*) echo postgres ;;
+        mongodb://* | mongodb+srv://*) echo mongodb ;;
+        *) echo sqlite ;;
+    esac
+}
+
 write_settings() {
-    printf '%s\n' "workers=$workers" "batch=$batch" "prefetch=$prefetch" "gate=$gate" \
+    printf '%s\n' "store=$store_choice" "workers=$workers" "batch=$batch" "prefetch=$prefetch" "gate=$gate" \
         "queue_type=$queue_type" "queue_max_length=$queue_max_length" \
         "brokers=$([[ $cluster == 1 ]] && echo cluster || echo local)" >"$settings_file"
 }
 
 describe() {
-    echo "workers=$workers batch=$batch$( ((batch == 1)) && echo " prefetch=$prefetch")" \
+    echo "store=$(store_kind) workers=$workers batch=$batch$( ((batch == 1)) && echo " prefetch=$prefetch")" \
         "gate=$gate queue_type=$queue_type queue_max_length=$queue_max_length"
 }
 
@@ -356,7 +441,7 @@ start_workers_and_frontend() {
 # Returns 1 if the services could not be brought back (the stack then stops).
 reconfigure() {
     local id="" key value problem
-    local old=("$workers" "$batch" "$prefetch" "$gate" "$queue_type" "$queue_max_length")
+    local old=("$workers" "$batch" "$prefetch" "$gate" "$queue_type" "$queue_max_length" "$store_choice")
     if [[ ! -s "$request_file" ]]; then
         say "SIGUSR1 without a request in $request_file: ignored (use scripts/stack.sh --reconfigure)"
         return 0
@@ -364,6 +449,7 @@ reconfigure() {
     while IFS='=' read -r key value; do
         case "$key" in
             id) id="$value" ;;
+            store) store_choice="$value" ;;
             workers) workers="$value" ;;
             batch) batch="$value" ;;
             prefetch) prefetch="$value" ;;
@@ -377,13 +463,23 @@ reconfigure() {
     problem="$(check_settings)"
     if [[ -n "$problem" ]]; then
         workers="${old[0]}" batch="${old[1]}" prefetch="${old[2]}" gate="${old[3]}"
-        queue_type="${old[4]}" queue_max_length="${old[5]}"
+        queue_type="${old[4]}" queue_max_length="${old[5]}" store_choice="${old[6]}"
         answer error "$problem (nothing changed)"
         return 0
     fi
     say "reconfiguring: $(describe)"
     stop_named frontend
     stop_named worker-
+    if [[ "$store_choice" != "${old[6]}" ]]; then
+        # Every process that holds the store moves to the new one.
+        stop_named backend-
+        close_store
+        if ! open_store || ! start_backends; then
+            answer error "$unhealthy"
+            say "error: reconfiguration failed: $unhealthy"
+            return 1
+        fi
+    fi
     if ! ensure_queue_matches || ! start_workers_and_frontend; then
         answer error "$unhealthy"
         say "error: reconfiguration failed: $unhealthy"
@@ -452,19 +548,11 @@ done
 ((stopping)) && exit 0
 
 # --- Start ---------------------------------------------------------------------------------
-rm -f "$store" "$store-wal" "$store-shm"
 : "${RUST_LOG:=info}"
 export RUST_LOG
 ensure_queue_matches || die "$unhealthy"
-
-common=(--store "$store" --stock "$stock" --strategy "$strategy")
-for port in "${backend_ports[@]}"; do
-    start "backend-$port" env FLASHSALE_ADMIN_TOKEN="$admin_token" \
-        "$bin/backend" --listen "127.0.0.1:$port" "${common[@]}"
-done
-for port in "${backend_ports[@]}"; do
-    wait_healthy "backend-$port" "http://127.0.0.1:$port/healthz"
-done
+open_store || die "$unhealthy"
+start_backends || die "$unhealthy"
 
 if ((use_nginx)); then
     start nginx "$nginx_script" --listen "$nginx_port" --dir "$stack_dir/nginx" "${backend_ports[@]}"
@@ -480,7 +568,7 @@ write_settings
 via=$([[ "$backend_url" == *":$nginx_port" ]] && echo "nginx" || echo "backend-${backend_ports[0]} (no nginx)")
 brokers=$( ((cluster)) && echo "cluster(5701-5703)" || echo "local(5672)")
 say "ready frontend=http://127.0.0.1:$frontend_port backend=$backend_url via=$via" \
-    "brokers=$brokers $(describe) stock=$stock strategy=$strategy logs=$logs"
+    "brokers=$brokers $(describe) stock=$stock strategy=$strategy store_url=$(shown "$store") logs=$logs"
 say "try: curl 'http://127.0.0.1:$frontend_port/mq/buy' ; curl 'http://127.0.0.1:$frontend_port/http/buy'" \
     "; curl 'http://127.0.0.1:$frontend_port/sale' ; Ctrl-C stops everything"
 

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # loadtest, target: read by the scripts that source this file
 # Shared by the benchmark scripts (bench.sh, bench-queue.sh, bench-cluster.sh,
-# bench-overload.sh): sourced, not run. The caller sets `bench_name` (its log prefix) and
+# bench-overload.sh, bench-postgres.sh): sourced, not run. The caller sets `bench_name` (its log prefix) and
 # works from the repository's root.
 #
 #   say/die             one line on stdout / stderr (die exits 1)
@@ -12,6 +12,8 @@
 #   start_sampling F [NAME=PID...]  CPU and RSS of those processes (and these) into F
 #                       (scripts/lib/procstat.py), every $sample_interval s (default 0.5)
 #   stop_sampling
+#   cpu_cells F         "name N%, name N%, ...": CPU per process over all of samples file F
+#   report_rps F        a run report's trans/sec, rounded
 #   machine_line        "2 cores (model), Debian ..., kernel ..., RabbitMQ x, nginx y"
 
 : "${bench_name:?set bench_name before sourcing bench-common.sh}"
@@ -21,7 +23,7 @@ die() { echo "${bench_name}: error: $*" >&2; exit 1; }
 # The stack's settings must come from the calling script only: exported, they would also
 # become one-value dimensions of a matrix (the load tester reads the same variables).
 unset FLASHSALE_BATCH FLASHSALE_WORKERS FLASHSALE_QUEUE_TYPE FLASHSALE_SOLD_OUT_GATE \
-    FLASHSALE_PREFETCH FLASHSALE_QUEUE_MAX_LENGTH FLASHSALE_GATE
+    FLASHSALE_PREFETCH FLASHSALE_QUEUE_MAX_LENGTH FLASHSALE_GATE FLASHSALE_STORE
 export FLASHSALE_ADMIN_TOKEN="${FLASHSALE_ADMIN_TOKEN:-change-me-local-only}"
 loadtest="${LOADTEST:-$PWD/target/release/loadtest}"
 target=http://127.0.0.1:5000
@@ -95,6 +97,15 @@ stop_sampling() {
         wait "$sampler_pid" 2>/dev/null || true
     fi
     sampler_pid=""
+}
+
+cpu_cells() {
+    python3 "$procstat" window "$1" 0 1e9 | tail -n +3 |
+        awk -F'|' '{gsub(/ /, "", $2); gsub(/ /, "", $3); printf "%s%s %s%%", sep, $2, $3; sep = ", "}'
+}
+
+report_rps() {
+    python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"]))' "$1"
 }
 
 machine_line() {

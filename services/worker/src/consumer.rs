@@ -12,7 +12,8 @@
 //!   ONE store transaction, replied to, then acknowledged with one `multiple` ack. Batches
 //!   never overlap within a worker, so one worker never oversells, whatever the strategy.
 //!   Several workers: their batches are separate transactions. On SQLite they are still
-//!   serialized by the database's single write lock; on MongoDB (snapshot isolation)
+//!   serialized by the database's single write lock, on PostgreSQL by the sale row's lock
+//!   each batch takes first; on MongoDB (snapshot isolation)
 //!   `count-insert` batches of two workers can both count below the stock and oversell,
 //!   while `conditional` batches conflict on the sale document and stay correct.
 //!

@@ -45,7 +45,9 @@ pub struct StoreConfig {
     pub store_timeout_ms: u64,
 
     /// PostgreSQL: connections per process (keep processes x this under the server's
-    /// `max_connections`, 100 by default).
+    /// `max_connections`, 100 by default). Buys of one sale queue on its one row whatever
+    /// the number of connections, and every waiter on that row is woken at each commit:
+    /// a few connections per process serve a hot row better than many.
     #[arg(long, env = "FLASHSALE_STORE_POOL_SIZE", default_value_t = StoreOptions::DEFAULT.pool_size,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub store_pool_size: u32,
@@ -78,7 +80,7 @@ pub struct StoreOptions {
 impl StoreOptions {
     pub const DEFAULT: Self = Self {
         call_timeout_ms: 5_000,
-        pool_size: 16,
+        pool_size: 8,
         pool_wait_ms: 5_000,
         connect_timeout_ms: 2_000,
     };
