@@ -8,18 +8,17 @@
 //! - counts (`requests`, `errors`, `ordered`, `sold_out`, `already_ordered`, `other`,
 //!   `http_4xx`, `http_5xx`, `timeouts`, `connect_errors`, `io_errors`, `oversold`,
 //!   `lost`): a number, or a percentage of the requests sent (`errors<=0.1%`);
-//! - `rps`: answered requests per second.
+//! - `rps`: answered requests per second;
+//! - fairness (`fcfs_precision`, `inversions`, `winners_median_rank`): a plain number;
+//! - `first_send_spread` (how together the first sends went out): a duration.
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`, `!=`. The measured value is reported in the unit
 //! of the expression. A check on a value the run could not measure (`oversold` when the
 //! store was not read) fails: an unknown is not a pass.
 
-use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
-use crate::report::Report;
+use crate::report::{CheckResult, Report};
 
 /// Exit code of the binary when every step ran but a check failed.
 pub const EXIT_CHECK_FAILED: u8 = 3;
@@ -29,6 +28,21 @@ enum Metric {
     Latency(LatencyClass, LatencyField),
     Count(CountField),
     Rps,
+    Fairness(FairnessField),
+    FirstSendSpread,
+}
+
+impl Metric {
+    fn is_duration(self) -> bool {
+        matches!(self, Metric::Latency(..) | Metric::FirstSendSpread)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FairnessField {
+    FcfsPrecision,
+    Inversions,
+    WinnersMedianRank,
 }
 
 /// Whose latency: every answer, the accepted ones, or the refused (4xx, 5xx) ones.
@@ -122,42 +136,6 @@ pub struct Check {
     unit: Unit,
 }
 
-/// One check's verdict, as stored in the JSON report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub expr: String,
-    /// The measured value, in the expression's unit; null when it was not measured.
-    pub value: Option<f64>,
-    /// `us`, `ms`, `s`, `%`, or empty for a plain number.
-    pub unit: String,
-    pub pass: bool,
-}
-
-impl fmt::Display for CheckResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.pass { "pass" } else { "FAIL" };
-        match self.value {
-            Some(v) => write!(
-                f,
-                "check {}: {verdict} (measured {}{})",
-                self.expr,
-                trim_number(v),
-                self.unit
-            ),
-            None => write!(f, "check {}: {verdict} (not measured)", self.expr),
-        }
-    }
-}
-
-fn trim_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
 fn latency_field(name: &str) -> Option<LatencyField> {
     use LatencyField as L;
     Some(match name {
@@ -190,6 +168,12 @@ fn metric(name: &str) -> Option<Metric> {
     }
     Some(match name {
         "rps" | "throughput" => Metric::Rps,
+        "fcfs_precision" => Metric::Fairness(FairnessField::FcfsPrecision),
+        "inversions" => Metric::Fairness(FairnessField::Inversions),
+        "winners_median_rank" | "winners_median_send_rank" => {
+            Metric::Fairness(FairnessField::WinnersMedianRank)
+        }
+        "first_send_spread" => Metric::FirstSendSpread,
         "requests" => Metric::Count(C::Requests),
         "errors" => Metric::Count(C::Errors),
         "ordered" => Metric::Count(C::Ordered),
@@ -210,7 +194,8 @@ fn metric(name: &str) -> Option<Metric> {
 const METRICS: &str = "min, mean, p50, p90, p99, p999, max (each also as accepted_* for \
                        the answers that were not an error status, refused_* for 4xx/5xx), \
                        rps, requests, errors, ordered, sold_out, already_ordered, other, \
-                       http_4xx, http_5xx, timeouts, connect_errors, io_errors, oversold, lost";
+                       http_4xx, http_5xx, timeouts, connect_errors, io_errors, oversold, lost, \
+                       fcfs_precision, inversions, winners_median_rank, first_send_spread";
 
 impl FromStr for Check {
     type Err = String;
@@ -251,16 +236,16 @@ impl FromStr for Check {
             return bad(format!("`{value}` is not a finite number"));
         }
         let unit = match (metric, unit) {
-            (Metric::Latency(..), "us" | "µs") => Unit::Micros,
-            (Metric::Latency(..), "ms" | "") => Unit::Millis,
-            (Metric::Latency(..), "s") => Unit::Seconds,
+            (m, "us" | "µs") if m.is_duration() => Unit::Micros,
+            (m, "ms" | "") if m.is_duration() => Unit::Millis,
+            (m, "s") if m.is_duration() => Unit::Seconds,
+            (m, u) if m.is_duration() => return bad(format!("`{u}` is not us, ms or s")),
             (Metric::Count(_), "%") => Unit::Percent,
-            (Metric::Count(_) | Metric::Rps, "") => Unit::Plain,
-            (Metric::Latency(..), u) => return bad(format!("`{u}` is not us, ms or s")),
+            (_, "") => Unit::Plain,
             (Metric::Count(_), u) => {
                 return bad(format!("a count takes a number or a %, not `{u}`"));
             }
-            (Metric::Rps, u) => return bad(format!("rps takes a plain number, not `{u}`")),
+            (_, u) => return bad(format!("`{name}` takes a plain number, not `{u}`")),
         };
         Ok(Check {
             expr,
@@ -286,8 +271,22 @@ impl Check {
     fn measure(&self, r: &Report) -> Option<f64> {
         use CountField as C;
         use LatencyField as L;
+        let in_unit = |ms: f64| match self.unit {
+            Unit::Micros => ms * 1000.0,
+            Unit::Seconds => ms / 1000.0,
+            _ => ms,
+        };
         match self.metric {
             Metric::Rps => Some(r.throughput_rps),
+            Metric::FirstSendSpread => r.first_send_spread_ms.map(in_unit),
+            Metric::Fairness(field) => {
+                let f = r.fairness.as_ref()?;
+                match field {
+                    FairnessField::FcfsPrecision => f.fcfs_precision,
+                    FairnessField::Inversions => f.inversions,
+                    FairnessField::WinnersMedianRank => f.winners_median_send_rank,
+                }
+            }
             Metric::Latency(class, field) => {
                 // No answer of that class: no latency was measured.
                 let l = match class {
@@ -304,11 +303,7 @@ impl Check {
                     L::P999 => l.p999,
                     L::Max => l.max,
                 };
-                Some(match self.unit {
-                    Unit::Micros => ms * 1000.0,
-                    Unit::Seconds => ms / 1000.0,
-                    _ => ms,
-                })
+                Some(in_unit(ms))
             }
             Metric::Count(field) => {
                 let o = &r.outcomes;
@@ -382,6 +377,25 @@ mod tests {
         assert_eq!("max<=900us".parse::<Check>().unwrap().unit, Unit::Micros);
         assert_eq!("p999<40".parse::<Check>().unwrap().unit, Unit::Millis);
         assert_eq!("errors<=0.1%".parse::<Check>().unwrap().unit, Unit::Percent);
+        assert_eq!(
+            "first_send_spread<2s".parse::<Check>().unwrap().unit,
+            Unit::Seconds
+        );
+    }
+
+    #[test]
+    fn fairness_checks_are_plain_numbers() {
+        let c: Check = "fcfs_precision>=0.9".parse().unwrap();
+        assert_eq!(
+            (c.metric, c.unit, c.threshold),
+            (
+                Metric::Fairness(FairnessField::FcfsPrecision),
+                Unit::Plain,
+                0.9
+            )
+        );
+        assert!("inversions<=0.1".parse::<Check>().is_ok());
+        assert!("winners_median_rank<=60".parse::<Check>().is_ok());
     }
 
     #[test]
@@ -393,6 +407,8 @@ mod tests {
             ("p99<3%", "not us, ms or s"),
             ("errors<3ms", "a count takes"),
             ("rps>=1k", "plain number"),
+            ("fcfs_precision>=90%", "plain number"),
+            ("first_send_spread<3%", "not us, ms or s"),
             ("p99=<3", "unknown operator"),
         ] {
             let err = expr.parse::<Check>().unwrap_err();

@@ -6,17 +6,19 @@
 //! run or merge report gives one line.
 //!
 //! With exactly two reports, a second table says, row by row, whether each difference
-//! (trans/sec, p50, p99) is real or within noise: real only when it is larger than the
-//! min-max spread of both sides (see [`crate::repeats`]). Rows are matched by their
+//! (trans/sec, p50, p99, and where both sides measured it `fcfs_precision` and
+//! `inversions`) is real or within noise: real only when it is larger than the min-max
+//! spread of both sides (see [`crate::repeats`]). Rows are matched by their
 //! stack dimensions, strategy, route and concurrency; two single-row reports are matched
 //! to each other whatever their rows are.
 
 use std::path::Path;
 
 use crate::error::LoadtestError;
-use crate::matrix::MatrixReport;
-use crate::repeats::{self, Row, Verdict, cell};
-use crate::report::{Report, opt};
+use crate::markdown::{self, opt};
+use crate::matrix::{MatrixReport, fairness_cell};
+use crate::repeats::{self, Row, Spread, Verdict, cell};
+use crate::report::Report;
 
 /// The rows of one report file.
 #[derive(Debug, Clone)]
@@ -26,13 +28,31 @@ pub struct Loaded {
 }
 
 /// One report file as written: a matrix (its steps and rows), or a run or merge report.
-enum ReportFile {
+#[derive(Debug, Clone)]
+pub enum ReportFile {
     Matrix(Box<MatrixReport>),
     Run(Box<Report>),
 }
 
+impl ReportFile {
+    /// The report's rows: a matrix's, or a run's one row.
+    pub fn rows(&self) -> Vec<Row> {
+        match self {
+            ReportFile::Matrix(matrix) => matrix.rows(),
+            ReportFile::Run(report) => vec![Row::from_runs(report.label(), &[&**report])],
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        match self {
+            ReportFile::Matrix(matrix) => &matrix.label,
+            ReportFile::Run(report) => report.label(),
+        }
+    }
+}
+
 /// Reads and parses one report file, telling a matrix from a run by its `steps`.
-fn read(path: &Path) -> Result<ReportFile, LoadtestError> {
+pub fn read(path: &Path) -> Result<ReportFile, LoadtestError> {
     let read_err = |reason: String| LoadtestError::ReadReport {
         path: path.to_path_buf(),
         reason,
@@ -54,13 +74,9 @@ pub fn load(paths: &[impl AsRef<Path>]) -> Result<Vec<Loaded>, LoadtestError> {
         .iter()
         .map(|path| {
             let path = path.as_ref();
-            let rows = match read(path)? {
-                ReportFile::Matrix(matrix) => matrix.rows(),
-                ReportFile::Run(report) => vec![Row::from_runs(&report.label, &[&*report])],
-            };
             Ok(Loaded {
                 name: path.display().to_string(),
-                rows,
+                rows: read(path)?.rows(),
             })
         })
         .collect()
@@ -81,6 +97,18 @@ pub fn load_reports(paths: &[impl AsRef<Path>]) -> Result<Vec<Report>, LoadtestE
 /// The side-by-side table (one line per row of every report) and, for two reports, the
 /// differences with their verdicts.
 pub fn table(loaded: &[Loaded]) -> String {
+    let (headers, rows) = side_by_side(loaded);
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut out = markdown::table(&headers, rows);
+    if let [a, b] = loaded {
+        out.push('\n');
+        out.push_str(&differences(a, b));
+    }
+    out
+}
+
+/// The side-by-side table's columns and cells.
+pub fn side_by_side(loaded: &[Loaded]) -> (Vec<String>, Vec<Vec<String>>) {
     let dims: Vec<String> = {
         let mut d: Vec<String> = loaded
             .iter()
@@ -90,22 +118,27 @@ pub fn table(loaded: &[Loaded]) -> String {
         d.dedup();
         d
     };
-    let mut headers: Vec<&str> = vec!["label"];
-    headers.extend(dims.iter().map(String::as_str));
-    headers.extend([
-        "route",
-        "strategy",
-        "c",
-        "runs",
-        "trans/sec",
-        "p50 (ms)",
-        "p99 (ms)",
-        "longest (s)",
-        "orders in store",
-        "oversold",
-        "lost",
-        "errors",
-    ]);
+    let mut headers: Vec<String> = vec!["label".into()];
+    headers.extend(dims.iter().cloned());
+    headers.extend(
+        [
+            "route",
+            "strategy",
+            "c",
+            "runs",
+            "trans/sec",
+            "p50 (ms)",
+            "p99 (ms)",
+            "longest (s)",
+            "orders in store",
+            "oversold",
+            "lost",
+            "errors",
+            "fcfs_precision",
+            "inversions",
+        ]
+        .map(String::from),
+    );
     let rows = loaded
         .iter()
         .flat_map(|l| &l.rows)
@@ -133,20 +166,36 @@ pub fn table(loaded: &[Loaded]) -> String {
                 opt(&r.oversold),
                 opt(&r.lost_orders),
                 cell(&r.errors, r.runs, 0),
+                fairness_cell(&r.fcfs_precision, r.runs),
+                fairness_cell(&r.inversions, r.runs),
             ]);
             cells
         })
         .collect();
-    let mut out = markdown_table(&headers, rows);
-    if let [a, b] = loaded {
-        out.push('\n');
-        out.push_str(&differences(a, b));
-    }
-    out
+    (headers, rows)
 }
 
 /// Row by row, whether B differs from A beyond the noise.
 pub fn differences(a: &Loaded, b: &Loaded) -> String {
+    match difference_rows(a, b) {
+        None => "No row of A matches a row of B (same stack dimensions, strategy, route and \
+                 concurrency): no differences to judge.\n"
+            .into(),
+        Some(rows) => format!(
+            "Differences of B = {} from A = {} (real only when larger than both sides' min-max spread):\n\n{}",
+            b.name,
+            a.name,
+            markdown::table(&DIFFERENCE_HEADERS, rows)
+        ),
+    }
+}
+
+/// Columns of the differences table.
+pub const DIFFERENCE_HEADERS: [&str; 6] =
+    ["row (A -> B)", "measure", "A", "B", "change", "verdict"];
+
+/// The cells of the differences table; `None` when no row of A matches one of B.
+pub fn difference_rows(a: &Loaded, b: &Loaded) -> Option<Vec<Vec<String>>> {
     let pairs: Vec<(&Row, &Row)> = if a.rows.len() == 1 && b.rows.len() == 1 {
         vec![(&a.rows[0], &b.rows[0])]
     } else {
@@ -161,11 +210,8 @@ pub fn differences(a: &Loaded, b: &Loaded) -> String {
             .collect()
     };
     if pairs.is_empty() {
-        return "No row of A matches a row of B (same stack dimensions, strategy, route and \
-                concurrency): no differences to judge.\n"
-            .into();
+        return None;
     }
-    let headers = ["row (A -> B)", "measure", "A", "B", "change", "verdict"];
     let mut rows = Vec::new();
     for (ra, rb) in pairs {
         let name = if ra.label == rb.label {
@@ -173,11 +219,33 @@ pub fn differences(a: &Loaded, b: &Loaded) -> String {
         } else {
             format!("{} -> {}", ra.label, rb.label)
         };
-        for (measure, sa, sb, decimals) in [
-            ("trans/sec", &ra.throughput_rps, &rb.throughput_rps, 2),
-            ("p50 (ms)", &ra.p50_ms, &rb.p50_ms, 2),
-            ("p99 (ms)", &ra.p99_ms, &rb.p99_ms, 2),
-        ] {
+        let measures: [(&str, Option<&Spread>, Option<&Spread>, usize); 5] = [
+            (
+                "trans/sec",
+                Some(&ra.throughput_rps),
+                Some(&rb.throughput_rps),
+                2,
+            ),
+            ("p50 (ms)", Some(&ra.p50_ms), Some(&rb.p50_ms), 2),
+            ("p99 (ms)", Some(&ra.p99_ms), Some(&rb.p99_ms), 2),
+            (
+                "fcfs_precision",
+                ra.fcfs_precision.as_ref(),
+                rb.fcfs_precision.as_ref(),
+                2,
+            ),
+            (
+                "inversions",
+                ra.inversions.as_ref(),
+                rb.inversions.as_ref(),
+                2,
+            ),
+        ];
+        for (measure, sa, sb, decimals) in measures {
+            // A measure one side did not take (fairness without buyers) is not compared.
+            let (Some(sa), Some(sb)) = (sa, sb) else {
+                continue;
+            };
             let change = if sa.median != 0.0 {
                 format!("{:+.1}%", 100.0 * (sb.median - sa.median) / sa.median)
             } else {
@@ -193,45 +261,5 @@ pub fn differences(a: &Loaded, b: &Loaded) -> String {
             ]);
         }
     }
-    format!(
-        "Differences of B = {} from A = {} (real only when larger than both sides' min-max spread):\n\n{}",
-        b.name,
-        a.name,
-        markdown_table(&headers, rows)
-    )
-}
-
-/// A Markdown table with columns padded to equal width.
-pub fn markdown_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("| {} |\n", padded.join(" | "))
-    };
-    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
-    for row in rows {
-        out.push_str(&line(row));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn columns_are_padded_to_the_widest_cell() {
-        let t = markdown_table(&["a", "bb"], vec![vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "| a   | bb |\n| --- | -- |\n| xyz | 1  |\n");
-    }
+    Some(rows)
 }

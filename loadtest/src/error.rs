@@ -76,6 +76,6 @@ pub enum LoadtestError {
     #[error("--reconfigure failed: {0}")]
     Reconfigure(String),
 
-    #[error("cannot draw plot {}: {reason}", path.display())]
-    Plot { path: PathBuf, reason: String },
+    #[error("cannot draw the {name} plot: {reason}")]
+    Plot { name: String, reason: String },
 }

@@ -4,11 +4,16 @@
 //! requests together, not an average of percentiles. Counts add up; the runs overlapped,
 //! so the merged elapsed time is the longest one and throughput is total answers over it.
 //! The store is shared: the merged store fields come from the last read (most orders).
+//!
+//! What is not merged: fairness and the spread of the first sends. Each machine ranks its
+//! own buyers on its own monotonic clock, and nothing makes the clocks of two machines
+//! agree to the microsecond; ranking all buyers together would pretend they do. The merged
+//! report leaves them null and each part's report keeps its own.
 
 use crate::engine::new_histogram;
 use crate::error::LoadtestError;
 use crate::outcome::Outcomes;
-use crate::report::{Latency, Report, SerializedHistogram, TimelineEntry, rate, round3};
+use crate::report::{Latency, Report, SerializedHistogram, Settings, TimelineEntry, rate, round3};
 
 /// Merges `reports` into one report named `label`.
 pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
@@ -33,24 +38,28 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
         .max_by_key(|r| r.orders_in_store.unwrap_or(0));
     let ordered_users = sum(|r| r.ordered_users);
     let all_exact = reports.iter().all(|r| r.store_read && r.lost_orders_exact);
-    let same = |f: fn(&Report) -> String| {
-        let v = f(first);
-        if reports.iter().all(|r| f(r) == v) {
-            v
+    let same = |f: fn(&Settings) -> &String| {
+        let v = f(&first.settings);
+        if reports.iter().all(|r| f(&r.settings) == v) {
+            v.clone()
         } else {
             "mixed".to_string()
         }
     };
     let responses = outcomes.answered();
-    Ok(Report {
+    let settings = Settings {
         label: label.to_string(),
-        route: same(|r| r.route.clone()),
+        route: same(|s| &s.route),
         strategy: store
-            .and_then(|r| r.strategy.clone())
-            .or(first.strategy.clone()),
-        target: same(|r| r.target.clone()),
-        concurrency: sum(|r| r.concurrency),
-        rate_rps: reports.iter().map(|r| r.rate_rps).sum(),
+            .and_then(|r| r.settings.strategy.clone())
+            .or(first.settings.strategy.clone()),
+        target: same(|s| &s.target),
+        concurrency: sum(|r| r.settings.concurrency),
+        rate_rps: reports.iter().map(|r| r.settings.rate_rps).sum(),
+        ..first.settings.clone()
+    };
+    Ok(Report {
+        settings,
         requests: outcomes.total(),
         responses,
         errors: outcomes.errors(),
@@ -77,12 +86,14 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
                 .map(|orders| ordered_users.saturating_sub(orders))
         },
         lost_orders_exact: all_exact,
+        fairness: None,
+        first_send_spread_ms: None,
         started_at: reports
             .iter()
             .map(|r| r.started_at.clone())
             .min()
             .unwrap_or_default(),
-        merged_from: reports.iter().map(|r| r.label.clone()).collect(),
+        merged_from: reports.iter().map(|r| r.label().to_string()).collect(),
         timeline: merge_timelines(reports),
         histogram: SerializedHistogram::encode(&histogram)?,
         ..first.clone()
@@ -98,19 +109,10 @@ fn merge_timelines(reports: &[Report]) -> Vec<TimelineEntry> {
         for e in &r.timeline {
             let i = e.t_s as usize;
             while merged.len() <= i {
-                merged.push(TimelineEntry {
-                    t_s: merged.len() as u64,
-                    requests: 0,
-                    ordered: 0,
-                    sold_out: 0,
-                    already_ordered: 0,
-                    other: 0,
-                    errors: Default::default(),
-                    p50_ms: None,
-                    p99_ms: None,
-                });
+                merged.push(TimelineEntry::empty(merged.len() as u64));
             }
             let m = &mut merged[i];
+            m.sent += e.sent;
             m.requests += e.requests;
             m.ordered += e.ordered;
             m.sold_out += e.sold_out;

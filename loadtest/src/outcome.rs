@@ -139,6 +139,21 @@ impl Outcomes {
     pub fn total(&self) -> u64 {
         self.answered() + self.timeout + self.connect_error + self.io_error
     }
+
+    /// Every count with its field name, in report order.
+    pub fn by_name(&self) -> [(&'static str, u64); 9] {
+        [
+            ("ordered", self.ordered),
+            ("sold_out", self.sold_out),
+            ("already_ordered", self.already_ordered),
+            ("other", self.other),
+            ("http_4xx", self.http_4xx),
+            ("http_5xx", self.http_5xx),
+            ("timeout", self.timeout),
+            ("connect_error", self.connect_error),
+            ("io_error", self.io_error),
+        ]
+    }
 }
 
 #[derive(Deserialize)]

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::CheckResult;
-use crate::report::Report;
+use crate::report::{CheckResult, Report};
 
 /// Median and range of one measure over a row's runs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -75,6 +74,16 @@ pub struct Row {
     pub lost_orders: Option<u64>,
     pub lost_orders_exact: bool,
     pub orders_in_store: Spread,
+    /// Fairness over the runs that measured it (null when none did).
+    #[serde(default)]
+    pub fcfs_precision: Option<Spread>,
+    #[serde(default)]
+    pub inversions: Option<Spread>,
+    #[serde(default)]
+    pub winners_median_send_rank: Option<Spread>,
+    /// How spread the first sends were (ms), over the runs.
+    #[serde(default)]
+    pub first_send_spread_ms: Option<Spread>,
     /// Whether every check of every run passed (true without checks).
     pub checks_pass: bool,
     /// Per check: the median of the runs' measured values, and pass only when every run
@@ -99,18 +108,23 @@ impl Row {
         let first = runs[0];
         let values =
             |f: fn(&Report) -> f64| Spread::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+        let measured = |f: fn(&Report) -> Option<f64>| {
+            let v: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
+            (!v.is_empty()).then(|| Spread::of(&v))
+        };
         let worst = |f: fn(&Report) -> Option<u64>| {
             runs.iter()
                 .map(|r| f(r))
                 .collect::<Option<Vec<u64>>>()
                 .and_then(|v| v.into_iter().max())
         };
+        let s = &first.settings;
         Self {
             label: label.to_string(),
-            route: first.route.clone(),
-            strategy: first.strategy.clone(),
-            concurrency: first.concurrency,
-            dimensions: first.dimensions.clone(),
+            route: s.route.clone(),
+            strategy: s.strategy.clone(),
+            concurrency: s.concurrency,
+            dimensions: s.dimensions.clone(),
             scenario: first.scenario.clone(),
             runs: runs.len() as u32,
             throughput_rps: values(|r| r.throughput_rps),
@@ -122,6 +136,10 @@ impl Row {
             lost_orders: worst(|r| r.lost_orders),
             lost_orders_exact: runs.iter().all(|r| r.lost_orders_exact),
             orders_in_store: values(|r| r.orders_in_store.unwrap_or(0) as f64),
+            fcfs_precision: measured(|r| r.fairness.as_ref()?.fcfs_precision),
+            inversions: measured(|r| r.fairness.as_ref()?.inversions),
+            winners_median_send_rank: measured(|r| r.fairness.as_ref()?.winners_median_send_rank),
+            first_send_spread_ms: measured(|r| r.first_send_spread_ms),
             checks_pass: runs.iter().all(|r| r.checks_pass()),
             checks: row_checks(runs),
         }
@@ -175,11 +193,12 @@ pub fn rows(runs: &[Report], label: impl Fn(&Report) -> String) -> Vec<Row> {
 
 /// The row key of one run (see [`Row::key`]).
 pub fn row_key(r: &Report) -> String {
+    let s = &r.settings;
     key_of(
-        &r.dimensions,
-        r.strategy.as_deref(),
-        &r.route,
-        r.concurrency,
+        &s.dimensions,
+        s.strategy.as_deref(),
+        &s.route,
+        s.concurrency,
     )
 }
 

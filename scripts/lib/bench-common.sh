@@ -23,7 +23,8 @@ die() { echo "${bench_name}: error: $*" >&2; exit 1; }
 # The stack's settings must come from the calling script only: exported, they would also
 # become one-value dimensions of a matrix (the load tester reads the same variables).
 unset FLASHSALE_BATCH FLASHSALE_WORKERS FLASHSALE_QUEUE_TYPE FLASHSALE_SOLD_OUT_GATE \
-    FLASHSALE_PREFETCH FLASHSALE_QUEUE_MAX_LENGTH FLASHSALE_GATE FLASHSALE_STORE
+    FLASHSALE_PREFETCH FLASHSALE_QUEUE_MAX_LENGTH FLASHSALE_GATE FLASHSALE_STORE FLASHSALE_STORES \
+    FLASHSALE_SKIP FLASHSALE_START_TOGETHER
 export FLASHSALE_ADMIN_TOKEN="${FLASHSALE_ADMIN_TOKEN:-change-me-local-only}"
 loadtest="${LOADTEST:-$PWD/target/release/loadtest}"
 target=http://127.0.0.1:5000

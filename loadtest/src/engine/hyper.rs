@@ -9,14 +9,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use http_body_util::{BodyExt, Empty};
-use hyper::Request;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::HOST;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{Connection, Shared};
+use super::{Connection, Request, Shared};
 use crate::outcome::{Answer, Outcome, classify};
 
 /// The hyper connection future: it does the socket I/O for its `SendRequest`.
@@ -47,7 +46,7 @@ impl Connection for HyperConn {
         self.connection = None;
     }
 
-    async fn attempt(&mut self, shared: &Shared, user: u64) -> Answer {
+    async fn attempt(&mut self, shared: &Shared, request: Request) -> Answer {
         if !self.usable().await {
             self.close();
             match connect(shared.addr).await {
@@ -62,14 +61,14 @@ impl Connection for HyperConn {
         else {
             return Answer::failed(Outcome::ConnectError);
         };
-        let mut request = Request::new(Empty::new());
-        *request.uri_mut() = shared.target.request_uri(user);
-        request.headers_mut().insert(HOST, shared.host.clone());
+        let mut http_request = hyper::Request::new(Empty::new());
+        *http_request.uri_mut() = shared.request_uri(request);
+        http_request.headers_mut().insert(HOST, shared.host.clone());
         let mut ended = false;
         let answer = {
             let exchange = async {
                 sender.ready().await.map_err(drop)?;
-                let response = sender.send_request(request).await.map_err(drop)?;
+                let response = sender.send_request(http_request).await.map_err(drop)?;
                 let status = response.status().as_u16();
                 let body = read_body(response.into_body()).await?;
                 Ok::<_, ()>(classify(status, &body, shared.keep_order_ids))

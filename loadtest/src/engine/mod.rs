@@ -10,11 +10,15 @@
 //! - every request has a deadline (`Plan::timeout`), connect included, so a run ends only
 //!   when every request sent has been answered or has timed out: `run` joins all clients;
 //! - the clock starts after every client has connected (and warmed up), and after the
-//!   caller's `before_measure` step (the sale reset), so neither is measured;
+//!   caller's `before_measure` step (the sale reset), so neither is measured; with
+//!   `start_together` every connection has also carried one `GET /healthz`, so the server
+//!   has accepted it, before any buy;
 //! - closed loop: a client sends its next request when the previous one is done;
-//!   open loop: request `i` is due at `start + i / rate` and its latency is measured from
-//!   that intended time, so a stalled server shows in the percentiles (coordinated
-//!   omission corrected, as wrk2 does);
+//!   open loop: request `i` is due at `start + i / rate` (or where the stages' arrivals
+//!   reach `i`) and its latency is measured from that intended time, so a stalled server
+//!   shows in the percentiles (coordinated omission corrected, as wrk2 does);
+//! - a measured request with a user id is a buyer: its first send instant (on this
+//!   monotonic clock), its sends and its last answer are kept;
 //! - the clients of one thread share one histogram, one set of counts and one timeline
 //!   (no locks in the loop); threads are merged at the end;
 //! - the timeline buckets each request by the second (since the start) in which it ended.
@@ -42,6 +46,7 @@ use crate::buyers::{self, Buyer};
 use crate::error::LoadtestError;
 use crate::http1::RequestTemplate;
 use crate::outcome::{Answer, Outcome, Outcomes};
+use crate::stages::Stages;
 use crate::target::Target;
 
 /// Warm-up requests use user ids from here on, far from any run's ids, so a warm-up
@@ -82,6 +87,42 @@ pub enum Stop {
     Duration(Duration),
 }
 
+/// How requests are paced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pace {
+    /// Each client sends its next request when the previous one is done.
+    Closed,
+    /// Open loop at this many requests per second.
+    Rate(f64),
+    /// Open loop at a piecewise-linear rate; the stages decide how many requests.
+    Stages(Stages),
+}
+
+impl Pace {
+    /// Open loop: how many requests in all (`None`: closed loop).
+    fn open_total(&self, stop: Stop, concurrency: u64) -> Option<u64> {
+        let rate = match self {
+            Pace::Closed => return None,
+            Pace::Stages(stages) => return Some(stages.total()),
+            Pace::Rate(rate) => *rate,
+        };
+        Some(match stop {
+            Stop::Repetitions(r) => r.saturating_mul(concurrency),
+            Stop::Requests(n) => n,
+            Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
+        })
+    }
+
+    /// Open loop: when request `i` is due, from the start.
+    fn due(&self, i: u64) -> Duration {
+        match self {
+            Pace::Stages(stages) => stages.offset(i),
+            Pace::Rate(rate) => Duration::from_secs_f64(i as f64 / rate),
+            Pace::Closed => Duration::ZERO,
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -89,12 +130,14 @@ pub struct Plan {
     pub addr: SocketAddr,
     pub concurrency: usize,
     pub stop: Stop,
-    /// Open loop at this many requests per second; closed loop when `None`.
-    pub rate: Option<f64>,
+    pub pace: Pace,
     pub timeout: Duration,
     /// First user id of the measured requests.
     pub user_start: u64,
     pub warmup: Option<Duration>,
+    /// Warm every connection with one `GET /healthz` before the clock starts (the first
+    /// buys then go out together on connections the server has accepted).
+    pub start_together: bool,
     /// Generator threads; 0 means one per core.
     pub threads: usize,
     pub engine: Engine,
@@ -113,12 +156,14 @@ impl Plan {
 
     /// Requests the run will send, when known in advance.
     pub fn total_requests(&self) -> Option<u64> {
-        match (self.stop, self.rate) {
-            (Stop::Repetitions(r), _) => Some(r.saturating_mul(self.concurrency as u64)),
-            (Stop::Requests(n), _) => Some(n),
-            (Stop::Duration(d), Some(rate)) => Some((rate * d.as_secs_f64()).round() as u64),
-            (Stop::Duration(_), None) => None,
-        }
+        let concurrency = self.concurrency as u64;
+        self.pace
+            .open_total(self.stop, concurrency)
+            .or(match self.stop {
+                Stop::Repetitions(r) => Some(r.saturating_mul(concurrency)),
+                Stop::Requests(n) => Some(n),
+                Stop::Duration(_) => None,
+            })
     }
 
     fn validate(&self) -> Result<(), LoadtestError> {
@@ -129,7 +174,7 @@ impl Plan {
         if self.timeout.is_zero() {
             return bad("--timeout-ms must be at least 1");
         }
-        if let Some(rate) = self.rate
+        if let Pace::Rate(rate) = self.pace
             && !(rate.is_finite() && rate > 0.0)
         {
             return bad("--rate must be a positive number of requests per second");
@@ -218,10 +263,14 @@ pub(crate) struct Shared {
     host: HeaderValue,
     /// The request bytes (own engine).
     request: RequestTemplate,
+    /// `GET /healthz` on the target's origin, which warms a connection (`start_together`).
+    warm_target: Target,
+    warm_request: RequestTemplate,
+    start_together: bool,
     addr: SocketAddr,
     timeout: Duration,
     stop: Stop,
-    rate: Option<f64>,
+    pace: Pace,
     concurrency: u64,
     user_start: u64,
     next_user: AtomicU64,
@@ -232,12 +281,39 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
 }
 
+/// What a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// The target's buy for this user id.
+    Buy(u64),
+    /// `GET /healthz` on the target's origin, to warm the connection.
+    Warm,
+}
+
+impl Shared {
+    /// The bytes of `request` into `out` (own engine).
+    fn render(&self, request: Request, out: &mut Vec<u8>) {
+        match request {
+            Request::Buy(user) => self.request.render(user, out),
+            Request::Warm => self.warm_request.render(0, out),
+        }
+    }
+
+    /// The request target of `request` (hyper engine).
+    fn request_uri(&self, request: Request) -> ::hyper::Uri {
+        match request {
+            Request::Buy(user) => self.target.request_uri(user),
+            Request::Warm => self.warm_target.request_uri(0),
+        }
+    }
+}
+
 /// One client's HTTP connection, as the loops use it. `attempt` makes one request,
 /// (re)connecting as needed; the caller bounds it with the request's deadline.
 pub(crate) trait Connection: Sized {
     fn new(shared: &Shared) -> Self;
     async fn connect(&mut self, shared: &Shared) -> Result<(), ()>;
-    async fn attempt(&mut self, shared: &Shared, user: u64) -> Answer;
+    async fn attempt(&mut self, shared: &Shared, request: Request) -> Answer;
     fn close(&mut self);
     /// Requests written again so far on this client (after a connection found closed
     /// while idle); the buyer's `sends` is one more than its share of these.
@@ -263,14 +339,18 @@ where
             url: plan.target.url.clone(),
             reason: format!("host is not a valid header value: {e}"),
         })?;
+    let warm_target = Target::parse(&format!("{}/healthz", plan.target.origin), false)?;
     let shared = Arc::new(Shared {
         target: plan.target.clone(),
         host,
         request: RequestTemplate::new(&plan.target),
+        warm_request: RequestTemplate::new(&warm_target),
+        warm_target,
+        start_together: plan.start_together,
         addr: plan.addr,
         timeout: plan.timeout,
         stop: plan.stop,
-        rate: plan.rate,
+        pace: plan.pace.clone(),
         concurrency: plan.concurrency as u64,
         user_start: plan.user_start,
         next_user: AtomicU64::new(plan.user_start),
@@ -550,7 +630,7 @@ impl<C: Connection> Client<C> {
     /// The timer is not re-armed per request (that is a timer-wheel update each time):
     /// it keeps an earlier deadline, and only when it fires is it moved to the current
     /// request's deadline. It never fires later than the current deadline.
-    async fn exchange(&mut self, shared: &Shared, user: u64, now: Instant) -> (Answer, u32) {
+    async fn exchange(&mut self, shared: &Shared, request: Request, now: Instant) -> (Answer, u32) {
         let deadline = tokio::time::Instant::from_std(now) + shared.timeout;
         if self.timer.deadline() > deadline {
             self.timer.as_mut().reset(deadline);
@@ -558,7 +638,7 @@ impl<C: Connection> Client<C> {
         let resends_before = self.conn.resends();
         let answer = {
             let mut timer = self.timer.as_mut();
-            let mut attempt = std::pin::pin!(self.conn.attempt(shared, user));
+            let mut attempt = std::pin::pin!(self.conn.attempt(shared, request));
             loop {
                 tokio::select! {
                     biased;
@@ -596,7 +676,7 @@ impl<C: Connection> Client<C> {
             self.sent_any = true;
             results.borrow_mut().first_send(sent_at, start);
         }
-        let (answer, sends) = self.exchange(shared, user, sent_at).await;
+        let (answer, sends) = self.exchange(shared, Request::Buy(user), sent_at).await;
         let done = Done {
             answer,
             user: shared.target.with_user_ids().then_some(user),
@@ -626,10 +706,19 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
     // Connect before the clock starts; a failure here shows up as the first request's
     // connect error.
     let _ = tokio::time::timeout(shared.timeout, client.conn.connect(&shared)).await;
+    if shared.start_together {
+        // An answer on this connection means the server has accepted it; whatever the
+        // answer, the connection is then as warm as it gets.
+        client
+            .exchange(&shared, Request::Warm, Instant::now())
+            .await;
+    }
     if let Some(until) = shared.warmup_until {
         while Instant::now() < until {
             let user = shared.warm_user.fetch_add(1, Relaxed);
-            client.exchange(&shared, user, Instant::now()).await;
+            client
+                .exchange(&shared, Request::Buy(user), Instant::now())
+                .await;
         }
     }
     ready.wait().await;
@@ -637,9 +726,9 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
         Ok(Gate::Go(start)) => *start,
         _ => return,
     };
-    match shared.rate {
+    match shared.pace.open_total(shared.stop, shared.concurrency) {
         None => closed_loop(&shared, &mut client, &results, start).await,
-        Some(rate) => open_loop(&shared, &mut client, &results, start, index, rate).await,
+        Some(total) => open_loop(&shared, &mut client, &results, start, index, total).await,
     }
     results.borrow_mut().flush(&shared);
     client.conn.close();
@@ -673,17 +762,12 @@ async fn open_loop<C: Connection>(
     results: &RefCell<ClientResult>,
     start: Instant,
     index: u64,
-    rate: f64,
+    total: u64,
 ) {
-    let total = match shared.stop {
-        Stop::Repetitions(r) => r.saturating_mul(shared.concurrency),
-        Stop::Requests(n) => n,
-        Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
-    };
     // Client k owns requests k, k + c, k + 2c, ... of one global schedule, as wrk2 does.
     let mut i = index;
     while i < total {
-        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        let intended = start + shared.pace.due(i);
         tokio::time::sleep_until(intended.into()).await;
         client
             .buy(

@@ -19,7 +19,7 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::{Connection, Shared};
+use super::{Connection, Request, Shared};
 use crate::http1::{self, Body, MAX_BODY, MAX_HEAD};
 use crate::outcome::{Answer, Outcome, classify};
 
@@ -86,8 +86,8 @@ impl Connection for OwnConn {
         self.resends
     }
 
-    async fn attempt(&mut self, shared: &Shared, user: u64) -> Answer {
-        shared.request.render(user, &mut self.request);
+    async fn attempt(&mut self, shared: &Shared, request: Request) -> Answer {
+        shared.render(request, &mut self.request);
         loop {
             if self.stream.is_none() && self.connect(shared).await.is_err() {
                 return Answer::failed(Outcome::ConnectError);

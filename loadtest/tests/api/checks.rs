@@ -77,7 +77,7 @@ async fn checks_are_measured_in_their_own_units_and_percentages() {
     assert_eq!(got[7], ("requests>19", Some(20.0), "", true));
     assert!(!got[8].3, "{:?}", got[8]);
     assert!(!report.checks_pass());
-    let md = std::fs::read_to_string(out.path().join(format!("{}.md", report.label))).unwrap();
+    let md = std::fs::read_to_string(out.path().join(format!("{}.md", report.label()))).unwrap();
     assert!(md.contains("check ordered!=5: FAIL (measured 5)"), "{md}");
 }
 

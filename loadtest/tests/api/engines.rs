@@ -50,7 +50,7 @@ async fn both_engines_count_every_class_of_answer_alike() {
             counts(&r.outcomes),
             [10, 10, 10, 10, 10, 10, 10, 0, 0],
             "{}",
-            r.engine.name()
+            r.settings.engine.name()
         );
         assert_eq!(r.ordered_users, 10);
     }
@@ -111,7 +111,7 @@ async fn chunked_length_and_close_delimited_bodies_are_classified_alike() {
             counts(&r.outcomes),
             [20, 20, 20, 0, 0, 20, 0, 0, 0],
             "{}",
-            r.engine.name()
+            r.settings.engine.name()
         );
     }
 }
@@ -141,12 +141,12 @@ async fn a_server_that_says_close_after_n_answers_makes_the_client_reconnect() {
             r.outcomes.ordered,
             30,
             "{}: {:?}",
-            r.engine.name(),
+            r.settings.engine.name(),
             r.outcomes
         );
         assert_eq!(r.requests, 30);
     }
-    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 60);
+    assert_eq!(seen.buys.load(std::sync::atomic::Ordering::SeqCst), 60);
 }
 
 #[tokio::test]
@@ -171,7 +171,7 @@ async fn a_server_that_silently_closes_after_n_answers_costs_no_request_and_coun
     assert_eq!((report.requests, report.errors), (30, 0));
     assert_eq!(report.ordered_users, 30);
     // The server read each request once: the resend went where it had not been read.
-    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 30);
+    assert_eq!(seen.buys.load(std::sync::atomic::Ordering::SeqCst), 30);
 }
 
 #[tokio::test]
@@ -189,12 +189,12 @@ async fn garbage_answers_are_io_errors_not_panics() {
     let reports = run_both(&[&url, "-c", "2", "-n", "12", "--timeout-ms", "2000"]).await;
 
     for r in &reports {
-        assert_eq!(r.requests, 12, "{}", r.engine.name());
+        assert_eq!(r.requests, 12, "{}", r.settings.engine.name());
         assert_eq!(
             r.outcomes.io_error,
             12,
             "{}: {:?}",
-            r.engine.name(),
+            r.settings.engine.name(),
             r.outcomes
         );
     }
@@ -218,7 +218,7 @@ async fn a_slow_body_is_waited_for_and_timed_whole() {
             r.outcomes.ordered,
             4,
             "{}: {:?}",
-            r.engine.name(),
+            r.settings.engine.name(),
             r.outcomes
         );
         assert!(r.latency_ms.min >= 150.0, "{:?}", r.latency_ms);
@@ -252,7 +252,7 @@ async fn a_body_slower_than_the_timeout_and_a_server_that_never_answers_time_out
             r.outcomes.timeout,
             6,
             "{}: {:?}",
-            r.engine.name(),
+            r.settings.engine.name(),
             r.outcomes
         );
         assert_eq!(r.responses, 0);
@@ -282,7 +282,7 @@ async fn a_body_larger_than_the_read_buffer_is_read_whole_by_both_engines() {
             r.outcomes.ordered,
             20,
             "{}: {:?}",
-            r.engine.name(),
+            r.settings.engine.name(),
             r.outcomes
         );
         assert_eq!(r.ordered_users, 20);

@@ -54,6 +54,29 @@ pub async fn run(out: &Path, args: &[&str]) -> Report {
 
 pub const TOKEN: &str = "s3cret";
 
+/// `loadtest matrix` options against `sale`, writing into `out`, quiet, with `extra`.
+pub fn matrix_opts(sale: &FakeSale, out: &Path, extra: &[&str]) -> Opts {
+    let mut argv = vec![
+        "loadtest",
+        "matrix",
+        &sale.origin,
+        "--admin-token",
+        TOKEN,
+        "--out",
+        out.to_str().unwrap(),
+        "--drain-interval-ms",
+        "20",
+        "-q",
+    ];
+    argv.extend(extra);
+    Opts::parse_from(argv)
+}
+
+/// Reads a matrix report.
+pub fn load_matrix(path: std::path::PathBuf) -> loadtest::matrix::MatrixReport {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// How the fake sale misbehaves, to check that the accounting catches it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
@@ -297,24 +320,54 @@ impl Reply {
     }
 }
 
+/// What a raw test server has seen.
+#[derive(Debug, Default)]
+pub struct RawStats {
+    /// Requests carrying a user id (buys).
+    pub buys: std::sync::atomic::AtomicU64,
+    /// Connections accepted.
+    pub connections: std::sync::atomic::AtomicU64,
+    /// Connections accepted when the first buy arrived (`u64::MAX` before it).
+    pub connections_at_first_buy: std::sync::atomic::AtomicU64,
+}
+
 /// A raw HTTP/1.1 test server on 127.0.0.1:0: reads each request head and sends what
-/// `respond(user, nth request on this connection)` says. Returns the address and the
-/// number of requests carrying a user id it has read.
-pub async fn raw_server<F>(respond: F) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>)
+/// `respond(user, nth request on this connection)` says (user 0 for a request without
+/// one). Returns the address and what it has seen.
+pub async fn raw_server<F>(respond: F) -> (SocketAddr, Arc<RawStats>)
 where
     F: Fn(u64, u64) -> Reply + Send + Sync + 'static,
 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    raw_server_slow_to_accept(std::time::Duration::ZERO, respond).await
+}
+
+/// As [`raw_server`], taking `accept_pause` after each connection it accepts (a busy
+/// server whose accept queue fills).
+pub async fn raw_server_slow_to_accept<F>(
+    accept_pause: std::time::Duration,
+    respond: F,
+) -> (SocketAddr, Arc<RawStats>)
+where
+    F: Fn(u64, u64) -> Reply + Send + Sync + 'static,
+{
+    use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
+    let stats = Arc::new(RawStats::default());
+    stats
+        .connections_at_first_buy
+        .store(u64::MAX, Ordering::SeqCst);
     let respond = Arc::new(respond);
-    let counter = seen.clone();
+    let shared = stats.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let (respond, seen) = (respond.clone(), counter.clone());
+            shared.connections.fetch_add(1, Ordering::SeqCst);
+            if !accept_pause.is_zero() {
+                tokio::time::sleep(accept_pause).await;
+            }
+            let (respond, seen) = (respond.clone(), shared.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut nth = 0;
@@ -342,7 +395,14 @@ where
                         .unwrap_or(0);
                     // Control calls (`GET /sale` after the run) carry no user id.
                     if head.contains("user=") {
-                        seen.fetch_add(1, Ordering::SeqCst);
+                        let open = seen.connections.load(Ordering::SeqCst);
+                        let _ = seen.connections_at_first_buy.compare_exchange(
+                            u64::MAX,
+                            open,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                        seen.buys.fetch_add(1, Ordering::SeqCst);
                     }
                     let reply = respond(user, nth);
                     nth += 1;
@@ -369,7 +429,7 @@ where
             });
         }
     });
-    (addr, seen)
+    (addr, stats)
 }
 
 /// A buy answer body.

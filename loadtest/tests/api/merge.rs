@@ -69,12 +69,20 @@ async fn merging_two_reports_gives_the_histogram_of_all_their_requests() {
     assert_eq!(
         (
             merged.requests,
-            merged.concurrency,
+            merged.settings.concurrency,
             merged.ordered_responses
         ),
         (100, 5, 100)
     );
     assert_eq!(merged.merged_from, vec!["a", "b"]);
+    // Each part ranked its own buyers on its own clock: fairness is not merged.
+    assert!(a.fairness.is_some() && b.fairness.is_some());
+    assert_eq!(
+        (merged.fairness.as_ref(), merged.first_send_spread_ms),
+        (None, None)
+    );
+    let md = std::fs::read_to_string(out.path().join("ab.md")).unwrap();
+    assert!(md.contains("Fairness is not merged"), "{md}");
     // The store is shared; the last read (both runs' orders) is the merged one.
     assert_eq!(
         (merged.orders_in_store, merged.lost_orders),
@@ -97,7 +105,8 @@ async fn merging_two_reports_gives_the_histogram_of_all_their_requests() {
         table
             .matches("unknown (a single run: repeat to tell)")
             .count(),
-        3,
+        // trans/sec, p50, p99 and fcfs_precision (every buyer won: no inversions).
+        4,
         "{table}"
     );
     assert!(table.contains("| a -> b"), "{table}");

@@ -118,7 +118,8 @@ async fn requests_to_a_closed_port_are_connect_errors() {
         addr,
         concurrency: 3,
         stop: Stop::Requests(12),
-        rate: None,
+        pace: engine::Pace::Closed,
+        start_together: false,
         timeout: Duration::from_secs(2),
         user_start: 1,
         warmup: None,
@@ -190,11 +191,11 @@ async fn repetitions_are_per_client_and_users_are_distinct() {
     .await;
 
     assert_eq!(report.requests, 12);
-    assert_eq!(report.repetitions, Some(4));
-    assert_eq!(report.route, "http");
+    assert_eq!(report.settings.repetitions, Some(4));
+    assert_eq!(report.settings.route, "http");
     assert_eq!(sale.orders(), (100..112).collect());
     assert_eq!(report.outcomes.ordered, 12);
-    assert_eq!(report.user_start, Some(100));
+    assert_eq!(report.settings.user_start, Some(100));
 }
 
 #[tokio::test]
@@ -250,7 +251,7 @@ async fn with_a_token_the_sale_is_reset_after_warmup_and_before_the_run() {
     assert_eq!((report.outcomes.ordered, report.outcomes.sold_out), (5, 15));
     assert_eq!(report.orders_in_store, Some(5));
     assert_eq!((report.oversold, report.lost_orders), (Some(0), Some(0)));
-    assert_eq!(report.strategy.as_deref(), Some("conditional"));
+    assert_eq!(report.settings.strategy.as_deref(), Some("conditional"));
 }
 
 #[tokio::test]
@@ -365,7 +366,7 @@ async fn without_a_list_of_buyers_lost_orders_is_a_lower_bound_from_the_counts()
         (Some(0), false)
     );
     let markdown =
-        std::fs::read_to_string(out.path().join(format!("{}.md", report.label))).unwrap();
+        std::fs::read_to_string(out.path().join(format!("{}.md", report.label()))).unwrap();
     assert!(
         markdown.contains("at least 0 (from counts only)"),
         "{markdown}"
@@ -385,7 +386,7 @@ async fn an_open_loop_sends_on_schedule() {
     .await;
 
     assert_eq!(report.requests, 40);
-    assert_eq!(report.mode, loadtest::report::Mode::Open);
+    assert_eq!(report.settings.mode, loadtest::report::Mode::Open);
     assert!(
         report.elapsed_s >= 0.39 && report.elapsed_s < 5.0,
         "{}",
@@ -427,7 +428,7 @@ async fn sold_out_first_sells_the_stock_before_the_clock_and_measures_after() {
             .all(|u| *u >= loadtest::control::SELL_OUT_USER_BASE)
     );
     assert_eq!((report.oversold, report.lost_orders), (Some(0), Some(0)));
-    let md = std::fs::read_to_string(out.path().join(format!("{}.md", report.label))).unwrap();
+    let md = std::fs::read_to_string(out.path().join(format!("{}.md", report.label()))).unwrap();
     assert!(md.contains("Scenario: after-sell-out"), "{md}");
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::parse_duration;
+use crate::duration::parse_duration;
 use crate::error::LoadtestError;
 
 /// One marker, `t_s` seconds after the run's start.
