@@ -87,9 +87,12 @@ run_scenario() {
     local marks="$work/$label-marks.txt" buyers="$work/$label-buyers.jsonl"
     rm -f "$marks" "$buyers"
     say "($s) $label: /$route/buy, c = 100, ${run_s} s, cut for ${cut_s} s about ${cut_at_s} s in"
-    local generation
+    local generation leader=""
     generation="$(sale_field generation)"
     [[ "$generation" =~ ^[0-9]+$ ]] || die "the edge does not answer GET /sale"
+    # Asked before the load starts: RabbitMQ's CLI takes a core for a second or two, which
+    # would show on the timeline as a dip before the cut.
+    [[ "$s" == a ]] && leader="$("${hosts_cmd[@]}" leader buy_requests)"
     on_client "$loadtest" run "$scenario_edge/$route/buy" -c 100 -t "${run_s}s" \
         --admin-token "$token" --stock "$stock" --strategy conditional --label "$label" \
         --out "$out" --marks-file "$marks" --buyers-out "$buyers" -q "${extra[@]}" &
@@ -99,8 +102,6 @@ run_scenario() {
     sleep "$cut_at_s"
     case "$s" in
         a)
-            local leader
-            leader="$("${hosts_cmd[@]}" leader buy_requests)"
             "${hosts_cmd[@]}" cut "$leader"
             mark "$marks" "cut $leader (the request queue's leader) from every host"
             ;;
