@@ -158,5 +158,6 @@ heal_all() {
 cuts_of() {
     [[ "$layout" == hosts ]] || return 0
     ip netns exec "$(ns "$1")" nft list table inet "$nft_table" 2>/dev/null \
-        | grep -o '\(iifname\|oifname\|saddr\|daddr\) [^ ]*\( { [^}]* }\)\?' | paste -sd';' || true
+        | grep -o '\(iifname\|oifname\|ip saddr\|ip daddr\) .* drop' | sed 's/ drop$//' \
+        | paste -sd';' || true
 }
