@@ -36,9 +36,10 @@ pub struct StoreConfig {
     pub count_insert_pause_ms: u64,
 
     /// Longest a store call may take (every store): past it the call fails and a buy is
-    /// answered 503. On PostgreSQL it is also each connection's `statement_timeout` and
-    /// `idle_in_transaction_session_timeout`, so the server gives up what nobody waits for,
-    /// and a client lost while holding the sale row's lock releases it.
+    /// answered 503. On PostgreSQL it is also each connection's `statement_timeout`, and half
+    /// of it its `idle_in_transaction_session_timeout`, so the server gives up what nobody
+    /// waits for, and a client lost while holding the sale row's lock releases it before the
+    /// calls waiting for that lock time out.
     #[arg(long, env = "FLASHSALE_STORE_TIMEOUT_MS", default_value_t = StoreOptions::DEFAULT.call_timeout_ms,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub store_timeout_ms: u64,

@@ -35,8 +35,8 @@
 //! - `reset`: `FOR UPDATE` on the sale row, `DELETE FROM orders`, the new sale with the next
 //!   generation, in one transaction.
 //!
-//! Failures are answers, not hangs: each connection has `statement_timeout` and
-//! `idle_in_transaction_session_timeout` (the call timeout), a connect timeout, TCP
+//! Failures are answers, not hangs: each connection has `statement_timeout` (the call
+//! timeout) and `idle_in_transaction_session_timeout` (half of it), a connect timeout, TCP
 //! keepalives and a TCP user timeout; the pool bounds the wait for a connection. A
 //! connection leaves a call back into the pool only when the call ended cleanly
 //! ([`Conn::settle`]); after an error or a timeout it is closed, so a broken connection or
@@ -247,8 +247,14 @@ impl PostgresStore {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| open_error(format!("not a PostgreSQL URL: {}", one_line(&e))))?;
         let timeout_ms = options.call_timeout_ms;
+        // A live client is idle inside a transaction only between the pipelined statements
+        // of one call: a round trip and its own decision. One that vanished mid-call (killed,
+        // or cut off by a partition) must release the sale row's lock before the calls queued
+        // behind it reach their own timeout, so that they are served instead of failed: half
+        // the call timeout.
+        let idle_ms = (timeout_ms / 2).max(1);
         let server_side = format!(
-            "-c statement_timeout={timeout_ms} -c idle_in_transaction_session_timeout={timeout_ms}"
+            "-c statement_timeout={timeout_ms} -c idle_in_transaction_session_timeout={idle_ms}"
         );
         let server_side = match config.get_options() {
             Some(given) if !given.trim().is_empty() => format!("{given} {server_side}"),
