@@ -54,6 +54,9 @@ trap 'exit 130' INT TERM
 start_stack() {
     mkdir -p .stack
     say "starting the stack: scripts/stack.sh --no-build $* (log: $stack_log)"
+    # Emptied here, not only by the background job's redirection: that one may come after
+    # the first look for "ready", which would then find the previous stack's line.
+    : >"$stack_log"
     scripts/stack.sh --no-build "$@" >"$stack_log" 2>&1 &
     stack_pid=$!
     local deadline=$((SECONDS + 240))

@@ -8,6 +8,9 @@ service's memory stays flat.
                                                       RSS (first, max, last) between two
                                                       offsets of the sampling's clock
   procstat.py rss OUT.csv FROM_S TO_S                 RSS only, as a Markdown table
+  procstat.py per-answer OUT.csv ANSWERS              CPU microseconds per answer of each name
+                                                      over the whole sampling (those above
+                                                      0.5), and their total, on one line
 
 A NAME may be given several pids (nginx's workers): their CPU and RSS add up. The CSV has
 one row per sample and pid: t_s, name, pid, cpu_s (user + system, cumulative), rss_kb.
@@ -100,10 +103,25 @@ def rss(out, start, end):
         print(f"| {name} | {first:.1f} / {peak:.1f} / {last:.1f} |")
 
 
+def per_answer(out, answers):
+    used = {}
+    for _, name, pid, cpu, _ in load(out):
+        first, _ = used.setdefault(name, {}).get(pid, (cpu, cpu))
+        used[name][pid] = (first, cpu)
+    micros = {
+        name: 1e6 * sum(last - first for first, last in pids.values()) / answers
+        for name, pids in used.items()
+    }
+    cells = [f"{name} {us:.0f}" for name, us in sorted(micros.items()) if us >= 0.5]
+    print(", ".join(cells + [f"total {sum(micros.values()):.0f}"]))
+
+
 def main(argv):
     if len(argv) >= 4 and argv[1] == "sample":
         targets = [tuple(t.split("=", 1)) for t in argv[4:]]
         sample(argv[2], float(argv[3]), targets)
+    elif len(argv) == 4 and argv[1] == "per-answer":
+        per_answer(argv[2], int(argv[3]))
     elif len(argv) == 5 and argv[1] in ("window", "rss"):
         {"window": window, "rss": rss}[argv[1]](argv[2], float(argv[3]), float(argv[4]))
     else:

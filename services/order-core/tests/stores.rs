@@ -4,7 +4,7 @@
 //! and MongoDB when `MONGODB_URI` is set (a fresh database per test). Without `MONGODB_URI`
 //! the MongoDB part of each test says it was skipped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -312,6 +312,88 @@ async fn a_sold_out_conditional_sale_has_final_buyers_and_lists_their_orders() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_snapshots_each_answer_for_their_own_buyer_from_one_sale() {
+    // On PostgreSQL these reads go to the server together, a batch per round trip: each must
+    // still get its own buyer's answer, a buyer asked about several times included.
+    on_every_store(
+        "snapshots",
+        sale(20, Strategy::Conditional),
+        |store| async move {
+            for id in 1..=20 {
+                order_core::buy(&store, user(id * 3)).await.unwrap();
+            }
+            let held: HashMap<u64, String> = store
+                .orders_page(0, 100)
+                .await
+                .unwrap()
+                .orders
+                .into_iter()
+                .map(|o| (o.user_id, o.order_id))
+                .collect();
+            assert_eq!(held.len(), 20);
+            let generation = store.sale().await.unwrap().generation;
+
+            let reads = (0..300u64).map(|i| {
+                let (store, id) = (store.clone(), i % 100 + 1);
+                tokio::spawn(async move { (id, store.snapshot(user(id)).await.unwrap()) })
+            });
+            for read in futures_util::future::join_all(reads).await {
+                let (id, snapshot) = read.unwrap();
+                assert_eq!(snapshot.existing_order, held.get(&id).cloned(), "user {id}");
+                assert_eq!(
+                    (snapshot.sale, snapshot.remaining, snapshot.generation),
+                    (sale(20, Strategy::Conditional), 0, generation),
+                    "user {id} on {}",
+                    store.kind()
+                );
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_starts_after_a_reset_sees_the_new_sale_while_others_read() {
+    // Readers keep batches in flight all along: a read must never be answered by a batch
+    // sent before it started (here, before the reset committed).
+    on_every_store(
+        "fresh",
+        sale(5, Strategy::Conditional),
+        |store| async move {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let readers: Vec<_> = (1..=16)
+                .map(|id| {
+                    let (store, stop) = (store.clone(), Arc::clone(&stop));
+                    tokio::spawn(async move {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            store.snapshot(user(id)).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for stock in 1..=20 {
+                let state = store
+                    .reset(sale(stock, Strategy::Conditional))
+                    .await
+                    .unwrap();
+                let snapshot = store.snapshot(user(99)).await.unwrap();
+                assert_eq!(
+                    (snapshot.generation, snapshot.sale.stock, snapshot.remaining),
+                    (state.generation, stock, stock),
+                    "{}",
+                    store.kind()
+                );
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for reader in readers {
+                reader.await.unwrap();
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_batch_is_decided_in_arrival_order_with_one_order_per_user() {
     for strategy in Strategy::ALL {
@@ -607,6 +689,20 @@ async fn postgres_refuses_a_schema_newer_than_it_knows() {
     assert!(error.contains("version 99"), "{error}");
 }
 
+/// Another client of `url`, inside a transaction that ran `statement` and stays open: it
+/// holds the locks `statement` took until it sends `ROLLBACK`.
+async fn holding(url: &str, statement: &str) -> tokio_postgres::Client {
+    let (holder, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute(&format!("BEGIN; {statement}"))
+        .await
+        .unwrap();
+    holder
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_sale_row_lock_gives_timeouts_and_busy_answers_not_hangs() {
     let database = TestDatabase::create("held_lock").await;
@@ -624,14 +720,7 @@ async fn a_held_sale_row_lock_gives_timeouts_and_busy_answers_not_hangs() {
         .await
         .unwrap();
     // Another client holds the sale row's lock in an open transaction.
-    let (holder, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    holder
-        .batch_execute("BEGIN; SELECT * FROM sale WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    let holder = holding(&database.url, "SELECT * FROM sale WHERE id = 1 FOR UPDATE").await;
 
     let started = std::time::Instant::now();
     let (waiting, busy) = tokio::join!(order_core::buy(&store, user(1)), async {
@@ -660,4 +749,46 @@ async fn a_held_sale_row_lock_gives_timeouts_and_busy_answers_not_hangs() {
     let answer = order_core::buy(&store, user(1)).await.unwrap();
     assert_eq!(answer.outcome, Outcome::Ordered);
     assert_eq!(store.sale().await.unwrap().orders, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_snapshots_stuck_behind_a_table_lock_all_fail_fast_then_all_recover() {
+    let database = TestDatabase::create("stuck_reads").await;
+    let options = order_core::StoreOptions {
+        call_timeout_ms: 500,
+        ..Default::default()
+    };
+    let store = Store::open_with(&database.url, sale(10, Strategy::Conditional), options)
+        .await
+        .unwrap();
+    // Another client holds a lock every read of the sale waits for.
+    let holder = holding(&database.url, "LOCK TABLE sale IN ACCESS EXCLUSIVE MODE").await;
+    let reads = |store: Store| {
+        futures_util::future::join_all((1..=100).map(move |id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.snapshot(user(id)).await })
+        }))
+    };
+
+    let started = std::time::Instant::now();
+    let stuck = reads(store.clone()).await;
+    // Every read answers, each with the reason its batch failed for; none hangs.
+    for read in stuck {
+        let error = read.unwrap().unwrap_err();
+        assert_eq!(
+            error.reason(),
+            "the store did not answer in time",
+            "{error}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    for read in reads(store.clone()).await {
+        assert_eq!(read.unwrap().unwrap().remaining, 10);
+    }
 }

@@ -11,6 +11,7 @@
 //! - `claim_and_insert` and `lock_and_insert` never let the orders exceed the stock;
 //! - no call outlives [`StoreOptions::call_timeout_ms`]: a stuck store is an error, not a hang.
 
+mod coalesce;
 mod config;
 mod mongo;
 mod postgres;
@@ -61,6 +62,13 @@ pub enum StoreError {
     /// that no longer exists, so nothing was kept. The buyer may simply try again.
     #[error("the sale was reset during this buy")]
     SaleReset,
+    /// The failure of a coalesced read's batch, shared by every read that was in it.
+    #[error("{0}")]
+    Shared(Arc<StoreError>),
+    /// A coalesced read's batch stopped without an answer (its task panicked, or the runtime
+    /// is shutting down).
+    #[error("the batched read this call waited for stopped without an answer")]
+    BatchLost,
 }
 
 impl StoreError {
@@ -73,6 +81,7 @@ impl StoreError {
             Self::Unsupported(_) => "not offered by this store",
             Self::PostgresPool(error) => postgres::pool_error_reason(error),
             Self::Postgres(error) => postgres::error_reason(error),
+            Self::Shared(error) => error.reason(),
             _ => "store unavailable",
         }
     }

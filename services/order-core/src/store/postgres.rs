@@ -14,6 +14,13 @@
 //! one step of [`MIGRATIONS`], applied the same way.
 //!
 //! The strategies, statement by statement:
+//! - every buy's first read (the sale, and whether the buyer already holds an order): the
+//!   reads waiting at once in this process go to the server together, as one statement on
+//!   an array of buyers ([`Coalescer`]: one batch in flight, and what arrives during its
+//!   round trip is the next), so a crowd told `sold_out` costs one statement per round trip,
+//!   not one per buyer. Each answer comes from a statement sent after the read started;
+//!   nothing is cached. Only this read is coalesced: claims, counts and inserts are each
+//!   buyer's own statements;
 //! - `count-insert`: `SELECT count(*)`, then, in a separate statement, an `INSERT` that only
 //!   checks the generation (`... FROM sale WHERE generation = $1 FOR KEY SHARE`): the race
 //!   of the experiment is real, and an insert that counted before a reset is refused
@@ -56,6 +63,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use super::coalesce::Coalescer;
 use super::{
     BatchLedger, ClaimOutcome, InsertOutcome, Snapshot, StoreError, StoreOptions, new_order_id,
     to_i64, to_u64,
@@ -99,16 +107,25 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// is decided again (it then answers that user `already_ordered`), at most this many times.
 const BATCH_ATTEMPTS: usize = 3;
 
+/// Snapshot batches of one process in flight at once: one, on one pooled connection; the
+/// reads that arrive during its round trip go together in the next. A statement costs the
+/// server far more than a row of one, so the fewer statements the better; when the server
+/// is slower, round trips are longer and batches grow by themselves.
+const SNAPSHOT_BATCHES: usize = 1;
+
 const BEGIN: &str = "BEGIN";
 const COMMIT: &str = "COMMIT";
 const ROLLBACK: &str = "ROLLBACK";
 
-/// The sale and the buyer's order of the current sale, from one snapshot.
-const SNAPSHOT: &str = "
-    SELECT s.stock, s.remaining, s.strategy, s.generation,
-           (SELECT o.order_id FROM orders o
-             WHERE o.generation = s.generation AND o.user_id = $1)
-      FROM sale s WHERE s.id = 1";
+/// The sale and the orders of the current sale held by any of the buyers in `$1`, from one
+/// snapshot: one row per order found, or a single row with no order. It costs the server
+/// about what a lookup of one buyer does, plus a little per buyer; the planner scans a small
+/// orders table once and looks the buyers up by key in a large one.
+const SNAPSHOTS: &str = "
+    SELECT s.stock, s.remaining, s.strategy, s.generation, o.user_id, o.order_id
+      FROM sale s
+      LEFT JOIN orders o ON o.generation = s.generation AND o.user_id = ANY($1)
+     WHERE s.id = 1";
 
 const READ_SALE: &str = "SELECT stock, remaining, strategy, generation FROM sale WHERE id = 1";
 
@@ -188,6 +205,8 @@ const ORDERS_PAGE: &str = "
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Concurrent snapshot reads of this process, sent together (see [`SNAPSHOT_BATCHES`]).
+    snapshots: Coalescer<i64, Snapshot>,
     /// The URL with any password masked, for logs.
     shown: String,
 }
@@ -288,8 +307,16 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| open_error(e.to_string()))?;
+        let snapshots = {
+            let pool = pool.clone();
+            Coalescer::new(SNAPSHOT_BATCHES, options.call_timeout(), move |user_ids| {
+                let pool = pool.clone();
+                async move { snapshots(&pool, user_ids).await }
+            })
+        };
         let store = Self {
             pool,
+            snapshots,
             shown: shown.clone(),
         };
         store
@@ -306,7 +333,7 @@ impl PostgresStore {
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(Conn(Some(self.pool.get().await?)))
+        conn(&self.pool).await
     }
 
     /// Creates or upgrades the schema and creates the first sale if there is none, in one
@@ -329,11 +356,10 @@ impl PostgresStore {
         conn.settle(result)
     }
 
+    /// The sale and the buyer's order, read together with the snapshots other buyers of
+    /// this process wait for (one statement for all of them, see [`Coalescer`]).
     pub async fn snapshot(&self, user: UserId) -> Result<Snapshot, StoreError> {
-        let user_id = to_i64(user.get())?;
-        let conn = self.conn().await?;
-        let result = snapshot_on(conn.client(), user_id).await;
-        conn.settle(result)
+        self.snapshots.load(to_i64(user.get())?).await
     }
 
     pub async fn count_orders(&self, generation: u64) -> Result<u64, StoreError> {
@@ -504,21 +530,41 @@ async fn migrate_on(c: &ClientWrapper, initial: SaleConfig) -> Result<(), StoreE
     Ok(())
 }
 
-async fn snapshot_on(c: &ClientWrapper, user_id: i64) -> Result<Snapshot, StoreError> {
-    let row = c
-        .query_one(&c.prepare_cached(SNAPSHOT).await?, &[&user_id])
-        .await?;
-    let stock: i64 = row.try_get(0)?;
-    let remaining: i64 = row.try_get(1)?;
-    Ok(Snapshot {
-        sale: SaleConfig {
-            stock: to_u64(stock)?,
-            strategy: parse_strategy(row.try_get(2)?)?,
-        },
-        generation: to_u64(row.try_get(3)?)?,
-        remaining: to_u64(remaining.clamp(0, stock))?,
-        existing_order: row.try_get(4)?,
-    })
+async fn conn(pool: &Pool) -> Result<Conn, StoreError> {
+    Ok(Conn(Some(pool.get().await?)))
+}
+
+/// One snapshot per element of `user_ids`, in its order, from one statement.
+async fn snapshots(pool: &Pool, user_ids: Vec<i64>) -> Result<Vec<Snapshot>, StoreError> {
+    let conn = conn(pool).await?;
+    let result = async {
+        let c = conn.client();
+        let rows = c
+            .query(&c.prepare_cached(SNAPSHOTS).await?, &[&user_ids])
+            .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Corrupt("the sale row is missing".into()));
+        };
+        let (sale, remaining, generation) = read_sale_row(first)?;
+        let generation = to_u64(generation)?;
+        let mut held = HashMap::new();
+        for row in &rows {
+            if let Some(user_id) = row.try_get::<_, Option<i64>>(4)? {
+                held.insert(user_id, row.try_get::<_, OrderId>(5)?);
+            }
+        }
+        Ok(user_ids
+            .iter()
+            .map(|user_id| Snapshot {
+                sale,
+                generation,
+                remaining,
+                existing_order: held.get(user_id).cloned(),
+            })
+            .collect())
+    }
+    .await;
+    conn.settle(result)
 }
 
 async fn insert_order_on(
