@@ -55,6 +55,14 @@ hosts_cmd=(scripts/hosts.sh)
 work="$(mktemp -d)"
 chmod 755 "$work"
 cleanup() {
+    local status=$?
+    if ((status != 0)) && [[ -d /run/netns ]]; then
+        # What the front tiers refused, and why: the first thing to read after a failure.
+        for fe in fe1 fe2; do
+            "${hosts_cmd[@]}" exec client curl -s --max-time 2 "http://$fe:5000/metrics" 2>/dev/null \
+                | grep -E '^flashsale_frontend_(rejections_total|admission)' | sed "s/^/$fe: /" >&2 || true
+        done
+    fi
     "${hosts_cmd[@]}" down >/dev/null 2>&1 || true
     rm -rf "$work"
 }
