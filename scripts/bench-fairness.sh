@@ -66,13 +66,6 @@ mkdir -p "$out"
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
 load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-# A failed --check (exit 3) is a result, reported in the summary; anything else stops here.
-lt() {
-    local status=0
-    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" "$@" || status=$?
-    ((status == 0 || status == 3)) || die "loadtest $1 failed (exit $status)"
-}
-
 FLASHSALE_TARGET_WAIT_MS=0 start_stack --strategy conditional
 for mode in closed together; do
     extra=()

@@ -73,12 +73,6 @@ pg_settings="$(psql -X -At -d "$pg_server/postgres" -c "SELECT 'PostgreSQL ' ||
     ', max_connections=' || current_setting('max_connections')")" \
     || die "PostgreSQL at $pg_server does not answer"
 
-# A failed --check (exit 3) is a result, reported in the summary; anything else stops here.
-lt() {
-    local status=0
-    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" "$@" || status=$?
-    ((status == 0 || status == 3)) || die "loadtest $1 failed (exit $status)"
-}
 admin=(--admin-token "$FLASHSALE_ADMIN_TOKEN")
 
 # Capacity comparisons, as the experiment: every answer is the store's decision, none a
@@ -237,19 +231,9 @@ rm -rf "$out/warm-up"
 goals="$(python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
-def rows(name):
-    return json.load(open(f"{out}/{name}.json"))["rows"]
-def value(v):
-    return v["median"] if isinstance(v, dict) else v
-def pick(rs, **want):
-    for r in rs:
-        d = dict(r.get("dimensions", {}), route=r["route"], strategy=r.get("strategy"),
-                 c=r["concurrency"])
-        if all(str(d.get(k)) == str(v) for k, v in want.items()):
-            return r
-    raise SystemExit(f"no row {want}")
-def verdict(ratio, goal):
-    return f"{ratio:.2f}x ({'met' if ratio >= goal else 'missed'}, goal >= {goal}x)"
+sys.path.insert(0, "scripts/lib")
+from matrix_rows import pick, reader, value, verdict
+rows = reader(out)
 
 print("| goal | measured | verdict |")
 print("|---|---|---|")

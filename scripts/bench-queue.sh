@@ -59,13 +59,6 @@ worker_metrics=http://127.0.0.1:3101/metrics
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
 load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-# A failed --check (exit 3) is a result, reported in the summary; anything else stops here.
-lt() {
-    local status=0
-    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" "$@" || status=$?
-    ((status == 0 || status == 3)) || die "loadtest $1 failed (exit $status)"
-}
-
 # Capacity comparisons, as the experiment: without the front tier's admission time bound
 # (its refusals would cap the slower routes' latency; bench-overload.sh measures it).
 export FLASHSALE_TARGET_WAIT_MS=0
@@ -129,17 +122,9 @@ stop_stack
 goals="$(python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
-def rows(name):
-    return json.load(open(f"{out}/{name}.json"))["rows"]
-def pick(rs, **want):
-    for r in rs:
-        d = dict(r.get("dimensions", {}), route=r["route"], strategy=r.get("strategy"),
-                 c=r["concurrency"])
-        if all(str(d.get(k)) == str(v) for k, v in want.items()):
-            return r
-    raise SystemExit(f"no row {want}")
-def verdict(ratio, goal):
-    return f"{ratio:.2f}x ({'met' if ratio >= goal else 'missed'}, goal >= {goal}x)"
+sys.path.insert(0, "scripts/lib")
+from matrix_rows import pick, reader, verdict
+rows = reader(out)
 
 print("| goal | measured | ratio |")
 print("|---|---|---|")
