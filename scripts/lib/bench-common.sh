@@ -109,8 +109,9 @@ cpu_cells() {
 }
 
 # The load tester, for the scripts' runs: a failed --check (exit 3) is a result, reported in
-# the summary; anything else stops the script. The admin token stays out of its environment:
-# each call that needs it passes it.
+# the summary; anything else stops the script. The admin token is never taken from the
+# environment (the stack needs it exported): only a run given `--admin-token` resets the
+# sale, so that runs sharing one sale leave it alone.
 lt() {
     local status=0
     env -u FLASHSALE_ADMIN_TOKEN "$loadtest" "$@" || status=$?
