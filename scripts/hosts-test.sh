@@ -122,6 +122,12 @@ run_scenario b || true
 verdict="$out/partition-b-verdict.json"
 evidence="$out/partition-b-evidence.json"
 [[ -s "$verdict" && -s "$evidence" ]] || fail "scenario b wrote no verdict"
+# HOSTS_TEST_KEEP_LOGS=DIR keeps the front tiers' logs (e.g. with RUST_LOG=debug).
+if [[ -n "${HOSTS_TEST_KEEP_LOGS:-}" ]]; then
+    for fe in fe1 fe2; do
+        cp "/tmp/flashsale-hosts-fst/$fe/logs/frontend.log" "$HOSTS_TEST_KEEP_LOGS/$fe.log" || true
+    done
+fi
 python3 - "$verdict" "$evidence" <<'PY' || { cat "$verdict" "$evidence" >&2; fail "scenario b: see above"; }
 import json, sys
 verdict = json.load(open(sys.argv[1]))

@@ -5,26 +5,36 @@
 //! Why a limit from Little's law. The front tier holds no queue of its own: an admitted buy
 //! waits downstream (in nginx and a backend, or in the request queue and a worker), where the
 //! front tier cannot see it. What it does see are the numbers Little's law ties together: the
-//! buys it has in flight (N), the time each waited for its answer (W), and so the rate at
-//! which the upstream drains them, X = N / W. Holding `N <= X * target` bounds the wait by
-//! the target: a prefetch-1 queue, a batched one and a quorum cluster each get their own
-//! limit from their own rate, found within a window or two, with nothing to re-tune. (An
-//! AIMD limit needs hundreds of steps to move from one stack's limit to another's; a gradient
-//! on latency aims at the lowest latency seen, not at a wait the operator chose; a CoDel
-//! deadline needs a queue the front tier holds.) X is taken as N / W, not as the answers
-//! counted in a window: a batched worker's answers land 64 at once, and a window that
-//! happens to hold few of them would otherwise read as a slow upstream.
+//! buys it has in flight (N), the time each waited for its answer (W), and the rate at which
+//! the upstream answers them (X). Holding `N <= X * target` bounds the wait by the target: a
+//! prefetch-1 queue, a batched one and a quorum cluster each get their own limit from their
+//! own rate, found within a window or two, with nothing to re-tune. (An AIMD limit needs
+//! hundreds of steps to move from one stack's limit to another's; a gradient on latency aims
+//! at the lowest latency seen, not at a wait the operator chose; a CoDel deadline needs a
+//! queue the front tier holds.)
+//!
+//! X is measured two ways, and the lower is taken: the answers served over the last few
+//! windows (a batched worker's answers land 64 at once, so one window alone would swing),
+//! and N / W, the rate at which the buys in flight drain (which stays right when answers
+//! come in bursts, but runs high while a queue builds up: W is then the wait of buys
+//! admitted when the queue was shorter).
 //!
 //! The estimate of X is only updated from windows that measure the upstream's capacity, not
 //! the buyers' arrival rate: a window is *saturated* when the median wait of the buys
-//! answered in it is more than half the target (the median: a few buys held through a
-//! partition must not make the whole route look stalled). A saturated window moves the estimate halfway to its
-//! rate; a window that is not only raises it (a quiet spell says nothing about what the
-//! upstream can do). Until the first saturated window the limit is the ceiling, so a closed
+//! answered in it is more than the target, and the buys in flight would take more than the
+//! target at the rate served. The median, and the second condition: buys held through a
+//! partition and answered seconds late must not make a route that serves everyone else at
+//! once look stalled. More than the target, not half of it: the rates are noisy (a batched
+//! worker's answers land 64 at once), and a healthy closed loop waiting 100-190 ms would
+//! otherwise be refused whenever a window read low. A saturated window moves the
+//! estimate halfway to its rate; a window that is not only raises it to what was served (a
+//! quiet spell says nothing about what the upstream can do). Until the first saturated window the limit is the ceiling, so a closed
 //! loop that never queues (the original experiment) is never refused, and the first rush of
 //! a sale is measured, not guessed at.
 //!
-//! Windows that carry no measure of the upstream are skipped: one longer than [`IDLE`] (windows
+//! Only a second saturated window in a row moves the estimate down: one alone is as likely the
+//! first answers of a rush on a cold pipeline. Windows that carry no measure of the upstream
+//! are skipped: one longer than [`IDLE`] (windows
 //! close on arrivals, so the route was mostly idle and its rate would be the buyers'), and one
 //! without answers while the buys in flight have not yet waited the target (the first answers
 //! of a sale are on their way). Buys in flight with no answer for the target or longer are a
@@ -38,6 +48,7 @@
 //! - only answers count as completions: an upstream failing fast (503s, broken connections)
 //!   does not make the route look faster than it serves.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -61,6 +72,9 @@ pub const FLOOR: u32 = 8;
 
 /// A saturated window moves the rate estimate this far toward its own rate.
 const SMOOTHING: f64 = 0.5;
+
+/// Windows with answers over which the answers served are counted.
+const SPAN: usize = 3;
 
 /// Why a buy was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +120,10 @@ pub struct Controller {
     /// first such window (so it never includes a buy's own admission window); `None` while
     /// answers come.
     unanswered: Option<Duration>,
+    /// The last few windows with answers: (length, answers).
+    recent: VecDeque<(Duration, u64)>,
+    /// Whether the last window with answers was saturated.
+    saturated: bool,
 }
 
 impl Controller {
@@ -116,6 +134,8 @@ impl Controller {
             ceiling: ceiling.max(1),
             rate: None,
             unanswered: None,
+            recent: VecDeque::with_capacity(SPAN),
+            saturated: false,
         }
     }
 
@@ -126,6 +146,8 @@ impl Controller {
         };
         if window.elapsed.is_zero() || window.elapsed > IDLE {
             self.unanswered = None;
+            self.recent.clear();
+            self.saturated = false;
             return self.limit();
         }
         if window.completed == 0 {
@@ -143,16 +165,43 @@ impl Controller {
             return self.limit();
         }
         self.unanswered = None;
+        if self.recent.len() == SPAN {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((window.elapsed, window.completed));
+        let (span, answers) = self.recent.iter().fold(
+            (Duration::ZERO, 0),
+            |(span, answers), (elapsed, completed)| (span + *elapsed, answers + completed),
+        );
+        // Served: the answers of the last few windows, so that a batched worker's bursts (64
+        // answers landing at once) average out.
+        let served = answers as f64 / span.as_secs_f64();
         let wait = window.median_wait.as_secs_f64();
-        let saturated = wait > target.as_secs_f64() / 2.0;
-        // Little's law, X = N / W: the rate at which the buys in flight drain, whatever the
-        // number of answers that happened to land in this window (a batch of 64 lands at once).
-        let rate = f64::from(window.in_flight.max(1)) / wait.max(1e-6);
+        let target_s = target.as_secs_f64();
+        // Both the waits behind (the median) and the wait ahead (the buys in flight at the
+        // rate served) must pass the target: the first alone is fooled by buys held through a
+        // partition and answered late, the second alone by a window of few answers.
+        let saturated = wait > target_s && f64::from(window.in_flight) / served > target_s;
+        // Two saturated windows in a row: one alone is as likely the first answers of a rush
+        // on a cold pipeline.
+        let sustained = saturated && self.saturated;
+        self.saturated = saturated;
         self.rate = match self.rate {
-            None if saturated => Some(rate),
+            _ if sustained => {
+                // Little's law, X = N / W, bounds what was served from above while the waits
+                // lag the queue (they are the waits of buys admitted a while ago); what was
+                // served bounds it while the answers come in bursts. Either may be the lower.
+                let draining = f64::from(window.in_flight.max(1)) / wait.max(1e-6);
+                let rate = served.min(draining);
+                Some(
+                    self.rate
+                        .map_or(rate, |known| known + SMOOTHING * (rate - known)),
+                )
+            }
             None => None,
-            Some(known) if saturated => Some(known + SMOOTHING * (rate - known)),
-            Some(known) => Some(known.max(rate)),
+            Some(known) if saturated => Some(known),
+            // A window that is not saturated says what the upstream can at least serve.
+            Some(known) => Some(known.max(served)),
         };
         self.limit()
     }
@@ -316,6 +365,15 @@ impl Admission {
                 .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed),
         };
         let limit = state.controller.observe(window);
+        tracing::debug!(
+            elapsed_ms = window.elapsed.as_millis() as u64,
+            answered = window.completed,
+            median_wait_ms = window.median_wait.as_millis() as u64,
+            in_flight = window.in_flight,
+            rate = state.controller.rate().unwrap_or(0.0),
+            limit,
+            "admission window"
+        );
         self.limit.store(limit, Ordering::Relaxed);
         state.started = now;
         self.window_ends
@@ -359,6 +417,7 @@ mod tests {
         let mut controller = Controller::new(Some(TARGET), 512);
 
         // A quorum cluster: 480 in flight, the answers after 600 ms of waiting (800/s).
+        controller.observe(window(80, 600, 480));
         let limit = controller.observe(window(80, 600, 480));
 
         assert_eq!(limit, 160, "800/s x 200 ms");
@@ -368,7 +427,7 @@ mod tests {
     fn a_fast_route_keeps_its_ceiling() {
         let mut controller = Controller::new(Some(TARGET), 512);
 
-        // A batched queue: 512 in flight answered in 150 ms each; 3,400/s x 200 ms > 512.
+        // A batched queue at its ceiling answers within the target: never saturated.
         assert_eq!(controller.observe(window(1400, 150, 512)), 512);
     }
 
@@ -387,7 +446,8 @@ mod tests {
     #[test]
     fn a_route_that_answers_nothing_for_the_target_halves_its_rate_each_window() {
         let mut controller = Controller::new(Some(TARGET), 10_000);
-        controller.observe(window(100, 200, 200));
+        controller.observe(window(100, 250, 250));
+        controller.observe(window(100, 250, 250));
         assert_eq!(controller.rate(), Some(1000.0));
 
         // Two windows without answers start the count; the target reached, it halves.
@@ -405,7 +465,8 @@ mod tests {
     #[test]
     fn an_idle_route_keeps_what_it_knew() {
         let mut controller = Controller::new(Some(TARGET), 10_000);
-        controller.observe(window(100, 200, 200));
+        controller.observe(window(100, 250, 250));
+        controller.observe(window(100, 250, 250));
 
         // 30 s without arrivals, then a buy that took 250 ms: the window measures the idle
         // time, not the upstream.
@@ -424,31 +485,46 @@ mod tests {
     #[test]
     fn a_saturated_window_moves_the_rate_halfway_and_a_quiet_one_only_raises_it() {
         let mut controller = Controller::new(Some(TARGET), 10_000);
-        controller.observe(window(100, 200, 200));
+        controller.observe(window(100, 250, 250));
+        controller.observe(window(100, 250, 250));
         assert_eq!(controller.rate(), Some(1000.0));
 
-        // Saturated at 500/s (100 in flight, 200 ms each): halfway.
-        controller.observe(window(50, 200, 100));
+        // Saturated, draining at 500/s (200 in flight, 400 ms each): halfway.
+        controller.observe(window(50, 400, 200));
         assert_eq!(controller.rate(), Some(750.0));
         // Quiet (2 buys answered at once, 1 in flight): says nothing about capacity.
         controller.observe(window(2, 5, 1));
         assert_eq!(controller.rate(), Some(750.0));
-        // Quiet but faster than believed (18 in flight, 20 ms each): a lower bound, taken.
-        controller.observe(window(90, 20, 18));
-        assert_eq!(controller.rate(), Some(900.0));
-        assert_eq!(controller.limit(), 180);
+        // Quiet but faster than believed: 120 answers in each of three windows, 1,200/s
+        // served, a lower bound, taken.
+        for _ in 0..3 {
+            controller.observe(window(120, 20, 18));
+        }
+        assert!((controller.rate().unwrap() - 1200.0).abs() < 1e-6);
+        assert_eq!(controller.limit(), 240);
     }
 
     #[test]
     fn bursts_of_batched_answers_do_not_refuse_a_closed_loop_under_the_target() {
-        // A batch-64 worker serving 100 buyers in a closed loop: each waits 110 ms (over half
-        // the target, so every window is saturated; about 900 answers a second), and 100 ms
-        // windows see 0, 32, 64 or 128 answers as whole and partial batches land.
+        // A batch-64 worker serving 100 buyers in a closed loop: each waits 190 ms, under the
+        // target, and 100 ms windows see 0, 64 or 128 answers as the batches land.
         let mut controller = Controller::new(Some(TARGET), 512);
-        for completed in [128, 32, 0, 128, 64, 32, 0, 128, 32, 128] {
-            let limit = controller.observe(window(completed, 110, 100));
+        for completed in [128, 64, 128, 0, 128, 64, 128, 64, 0, 128, 64, 128, 64] {
+            let limit = controller.observe(window(completed, 190, 100));
             assert!(limit > 100, "{completed} answers: limit {limit}");
         }
+    }
+
+    #[test]
+    fn buys_held_through_a_partition_and_answered_late_do_not_look_like_a_stall() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+        for _ in 0..3 {
+            controller.observe(window(60, 80, 55));
+        }
+        // Most answers of this window are buys a cut-off worker held for 6.5 s, redelivered
+        // to the other worker: the median wait is long, but the 53 in flight now take 0.1 s.
+        assert_eq!(controller.observe(window(35, 6_500, 53)), 512);
+        assert_eq!(controller.rate(), None);
     }
 
     #[test]
@@ -457,7 +533,8 @@ mod tests {
         // completes min(L / 20 ms, 4,000) a second, each buy waiting L / rate.
         let serve = |limit: u32| (f64::from(limit) / 0.020).min(4000.0);
         let mut controller = Controller::new(Some(TARGET), 10_000);
-        // A stall that ended: 4 answers in a window, each after a second.
+        // A stall that ended: 4 answers a window, each after a second.
+        controller.observe(window(4, 1000, 30));
         let mut limit = controller.observe(window(4, 1000, 30));
         assert_eq!(limit, FLOOR);
 
@@ -487,6 +564,7 @@ mod tests {
     #[test]
     fn the_floor_never_exceeds_a_lower_ceiling() {
         let mut controller = Controller::new(Some(TARGET), 3);
+        controller.observe(window(1, 5000, 3));
         assert_eq!(controller.observe(window(1, 5000, 3)), 3);
     }
 
@@ -510,15 +588,25 @@ mod tests {
                 .all(|r| *r == Refusal::Ceiling { limit: 512 })
         );
 
-        // 640 ms later the upstream has answered 112 of them, each after 640 ms: with 512 in
-        // flight, it drains 512 / 0.64 s = 800/s.
-        tokio::time::advance(Duration::from_millis(640)).await;
-        for mut permit in permits.drain(..112) {
+        // 250 ms later the upstream has answered 200 of them (800/s), each after 250 ms. The
+        // next buy closes that window: saturated, but one window alone changes nothing.
+        tokio::time::advance(Duration::from_millis(250)).await;
+        for mut permit in permits.drain(..200) {
+            permit.answered();
+        }
+        permits.push(
+            admission
+                .try_admit()
+                .expect("one saturated window: still the ceiling"),
+        );
+        // 100 ms more, 80 more answers: two saturated windows in a row.
+        tokio::time::advance(WINDOW).await;
+        for mut permit in permits.drain(..80) {
             permit.answered();
         }
 
-        // The next buy closes the window: 800/s x 200 ms = 160 (the median wait is known
-        // within 1/16, so the limit within a few buys).
+        // The next buy closes the window: 800/s served (313 draining in 350 ms would say
+        // more: the lower is taken) x 200 ms = 160.
         let refusal = admission.try_admit().err().expect("over the new limit");
         let limit = admission.limit();
         assert!((150..=170).contains(&limit), "limit {limit}");
@@ -529,7 +617,7 @@ mod tests {
                 target: TARGET
             }
         );
-        assert_eq!(admission.in_flight(), 400);
+        assert_eq!(admission.in_flight(), 233);
 
         // Once fewer than the limit are in flight, buys get in again.
         permits.truncate(limit as usize - 1);
