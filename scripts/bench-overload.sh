@@ -131,13 +131,18 @@ print((o["ordered"] + o["sold_out"] + o["already_ordered"]) / r["elapsed_s"])' "
 }
 
 # start_stack_targeting MS ARGS...: the stack with the front tier's target wait MS (empty:
-# the front tier's default); stack.sh passes its environment on to the front tier.
+# the front tier's default); stack.sh passes its environment on to the front tier. With MS 0
+# (a capacity run: what the stack serves) the ceilings are the defaults too, whatever
+# FLASHSALE_MAX_IN_FLIGHT_HTTP/_MQ the caller set for the overload runs.
 start_stack_targeting() {
-    local wait="$1"
+    local wait="$1" http="${FLASHSALE_MAX_IN_FLIGHT_HTTP-}" mq="${FLASHSALE_MAX_IN_FLIGHT_MQ-}"
     shift
     if [[ -n "$wait" ]]; then export FLASHSALE_TARGET_WAIT_MS="$wait"; fi
+    if [[ "$wait" == 0 ]]; then unset FLASHSALE_MAX_IN_FLIGHT_HTTP FLASHSALE_MAX_IN_FLIGHT_MQ; fi
     start_stack "$@"
     unset FLASHSALE_TARGET_WAIT_MS
+    if [[ -n "$http" ]]; then export FLASHSALE_MAX_IN_FLIGHT_HTTP="$http"; fi
+    if [[ -n "$mq" ]]; then export FLASHSALE_MAX_IN_FLIGHT_MQ="$mq"; fi
 }
 
 # The cluster of the 3x part, if this script started it: stopped on exit.
@@ -448,8 +453,10 @@ fi
     echo "Run of \`scripts/bench-overload.sh$( ((quick)) && echo " --quick") --parts $parts\`" \
         "started $started_at on $machine; load average at start: $load_at_start. Native" \
         "stack: front tier, nginx, 2 backends, RabbitMQ, SQLite; conditional, stock $stock" \
-        "(every buy writes); front tier target wait: $target_shown; ceilings 512 in flight" \
-        "per route (front tier) and 512 per backend. The load generator shares the machine:" \
+        "(every buy writes); front tier target wait: $target_shown; ceilings" \
+        "${FLASHSALE_MAX_IN_FLIGHT_HTTP:-512} (HTTP) and ${FLASHSALE_MAX_IN_FLIGHT_MQ:-512} (MQ)" \
+        "in flight per route (front tier) outside the capacity runs, 512 per backend. The load" \
+        "generator shares the machine:" \
         "open-loop latencies are timed from each request's intended send time, so they" \
         "include the generator's own lag."
     echo
