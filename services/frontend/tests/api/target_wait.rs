@@ -68,11 +68,12 @@ async fn on_a_slow_route_buys_beyond_the_target_wait_are_refused_at_once_and_the
         refused.len()
     );
     // Without the target (the ceiling alone, 512), all 450 would be admitted and the last
-    // would wait about 450 x 20 ms = 9 s. With it, the buys admitted before the first answers
-    // had waited past the target (about half a second in) drain at the route's rate: a few
-    // targets at most.
+    // would wait about 450 x 20 ms = 9 s. With it, the buys admitted before two windows in a
+    // row read waits past the target (about half a second in) drain at the route's rate:
+    // about a second here, up to 1.7 s seen on a machine busy with the other tests; a third
+    // of the unbounded wait is the bound checked.
     assert!(
-        *longest_accepted < Duration::from_millis(6 * TARGET_MS),
+        *longest_accepted < Duration::from_millis(12 * TARGET_MS),
         "accepted buys waited up to {longest_accepted:?}"
     );
     assert!(
