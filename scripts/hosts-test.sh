@@ -49,6 +49,8 @@ fi
 bin_dir="$(cd "$bin_dir" && pwd)"
 
 export FLASHSALE_HOSTS_PREFIX=fst FLASHSALE_HOSTS_SUBNET=10.213.8
+# hosts.sh's folder for that prefix (its default, /tmp/flashsale-hosts-PREFIX).
+hosts_dir=/tmp/flashsale-hosts-fst
 export FLASHSALE_ADMIN_TOKEN="${FLASHSALE_ADMIN_TOKEN:-change-me-local-only}"
 unset FLASHSALE_BATCH FLASHSALE_SOLD_OUT_GATE FLASHSALE_STOCK FLASHSALE_STRATEGY
 hosts_cmd=(scripts/hosts.sh)
@@ -125,7 +127,7 @@ evidence="$out/partition-b-evidence.json"
 # HOSTS_TEST_KEEP_LOGS=DIR keeps the front tiers' logs (e.g. with RUST_LOG=debug).
 if [[ -n "${HOSTS_TEST_KEEP_LOGS:-}" ]]; then
     for fe in fe1 fe2; do
-        cp "/tmp/flashsale-hosts-fst/$fe/logs/frontend.log" "$HOSTS_TEST_KEEP_LOGS/$fe.log" || true
+        cp "$hosts_dir/$fe/logs/frontend.log" "$HOSTS_TEST_KEEP_LOGS/$fe.log" || true
     done
 fi
 python3 - "$verdict" "$evidence" <<'PY' || { cat "$verdict" "$evidence" >&2; fail "scenario b: see above"; }
@@ -165,14 +167,13 @@ say "   ok"
 # --- 4. down leaves nothing behind ------------------------------------------------------------------
 say "4. down leaves nothing behind"
 mapfile -t inodes < <(for ns in /run/netns/fst-*; do [[ -e "$ns" ]] && stat -L -c %i "$ns"; done)
-dir=/tmp/flashsale-hosts-fst
 "${hosts_cmd[@]}" down >"$work/down.log" 2>&1 || { cat "$work/down.log" >&2; fail "down failed"; }
 left=()
 for ns in /run/netns/fst-*; do [[ -e "$ns" ]] && left+=("namespace ${ns##*/}"); done
 for entry in /etc/netns/fst-*; do [[ -e "$entry" ]] && left+=("$entry"); done
 while read -r link; do [[ -n "$link" ]] && left+=("link $link"); done \
     < <(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^fst-' || true)
-[[ -e "$dir" ]] && left+=("folder $dir")
+[[ -e "$hosts_dir" ]] && left+=("folder $hosts_dir")
 for link in /proc/[0-9]*/ns/net; do
     inode="$(readlink "$link" 2>/dev/null)" || continue
     inode="${inode#net:[}" inode="${inode%]}"
@@ -181,7 +182,7 @@ for link in /proc/[0-9]*/ns/net; do
     done
 done
 while read -r pid; do [[ -n "$pid" ]] && left+=("process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline"))"); done \
-    < <(pgrep -f "$dir/" || true)
+    < <(pgrep -f "$hosts_dir/" || true)
 ((${#left[@]} == 0)) || { printf '  - %s\n' "${left[@]}" >&2; fail "down left these behind"; }
 say "   ok"
 say "all passed"
