@@ -28,17 +28,27 @@
 //! worker's answers land 64 at once), and a healthy closed loop waiting 100-190 ms would
 //! otherwise be refused whenever a window read low. A saturated window moves the
 //! estimate halfway to its rate; a window that is not only raises it to what was served (a
-//! quiet spell says nothing about what the upstream can do). Until the first saturated window the limit is the ceiling, so a closed
-//! loop that never queues (the original experiment) is never refused, and the first rush of
-//! a sale is measured, not guessed at.
+//! quiet spell says nothing about what the upstream can do). Until the first saturated
+//! window the limit is the ceiling, so a closed loop that never queues (the original
+//! experiment) is never refused, and the first rush of a sale is measured, not guessed at.
 //!
-//! Only a second saturated window in a row moves the estimate down: one alone is as likely the
-//! first answers of a rush on a cold pipeline. Windows that carry no measure of the upstream
-//! are skipped: one longer than [`IDLE`] (windows
-//! close on arrivals, so the route was mostly idle and its rate would be the buyers'), and one
-//! without answers while the buys in flight have not yet waited the target (the first answers
-//! of a sale are on their way). Buys in flight with no answer for the target or longer are a
-//! stall: the estimate halves each window, down to [`FLOOR`].
+//! The first rush, after a start or an idle spell, is measured sooner: there the median
+//! lags the queue (the first answers are the buys that found it short), so until a window
+//! shows the route keeping up, the wait ahead alone decides while the buys in flight grow
+//! from window to window. Growing, so that a closed loop (a steady crowd) whose first
+//! answers come slowly from a cold pipeline is not taken for a rush.
+//! Otherwise a slow stack admits its whole ceiling before the median passes the target (a
+//! quorum cluster serving 400/s: 512 buys, more than a second of waiting for the last of
+//! them). A closed loop within the target is past its rush in its first window with
+//! answers, so a partition later on (buys held, few answers) finds the rule off.
+//!
+//! Only a second saturated window in a row moves the estimate down: one alone is as likely
+//! the first answers of a rush on a cold pipeline. Windows that carry no measure of the
+//! upstream are skipped: one longer than [`IDLE`] (windows close on arrivals, so the route
+//! was idle or nearly and its rate would be the buyers'), and one without answers while the
+//! buys in flight have not yet waited the target (the first answers of a sale are on their
+//! way). Buys in flight with no answer for the target or longer are a stall: the estimate
+//! halves each window, down to [`FLOOR`].
 //!
 //! Invariants:
 //! - the limit is always between [`FLOOR`] and the route's ceiling (`--max-in-flight-*`),
@@ -63,8 +73,10 @@ use waits::Waits;
 /// stack (a quorum cluster), short enough that a new rush is measured within a few.
 pub const WINDOW: Duration = Duration::from_millis(100);
 
-/// A window longer than this says the route was idle: it is skipped.
-pub const IDLE: Duration = Duration::from_secs(1);
+/// A window longer than this says the route was idle or nearly: windows close on arrivals, so
+/// none came for a whole window past its end, and what it served is the buyers' rate, not the
+/// upstream's. It is skipped, and the next busy window starts a rush.
+pub const IDLE: Duration = Duration::from_millis(200);
 
 /// The least limit: buys admitted even when nothing completes, so that a stalled or slow
 /// upstream is still probed and its rate measured.
@@ -124,6 +136,13 @@ pub struct Controller {
     recent: VecDeque<(Duration, u64)>,
     /// Whether the last window with answers was saturated.
     saturated: bool,
+    /// Whether the route is in the first rush after a start or an idle spell: no window with
+    /// answers has yet shown it keeping up (the buys in flight taking at most the target at
+    /// the rate served), and no rate has been measured since.
+    rushing: bool,
+    /// The previous window's most buys in flight (0 after an idle spell): a rush is a
+    /// growing crowd, a closed loop a steady one.
+    in_flight_before: u32,
 }
 
 impl Controller {
@@ -136,6 +155,8 @@ impl Controller {
             unanswered: None,
             recent: VecDeque::with_capacity(SPAN),
             saturated: false,
+            rushing: true,
+            in_flight_before: 0,
         }
     }
 
@@ -148,8 +169,12 @@ impl Controller {
             self.unanswered = None;
             self.recent.clear();
             self.saturated = false;
+            self.rushing = true;
+            self.in_flight_before = 0;
             return self.limit();
         }
+        let growing = window.in_flight > self.in_flight_before;
+        self.in_flight_before = window.in_flight;
         if window.completed == 0 {
             if window.in_flight == 0 {
                 self.unanswered = None;
@@ -181,11 +206,20 @@ impl Controller {
         // Both the waits behind (the median) and the wait ahead (the buys in flight at the
         // rate served) must pass the target: the first alone is fooled by buys held through a
         // partition and answered late, the second alone by a window of few answers.
-        let saturated = wait > target_s && f64::from(window.in_flight) / served > target_s;
+        let ahead = f64::from(window.in_flight) / served;
+        // In a first rush the waits behind lag the queue (the first answers are the buys
+        // that found it short): the wait ahead decides while the crowd grows. A steady one
+        // (a closed loop whose first answers come slowly from a cold pipeline) is left to
+        // the median.
+        let rush = self.rushing && growing;
+        let saturated = (rush || wait > target_s) && ahead > target_s;
         // Two saturated windows in a row: one alone is as likely the first answers of a rush
         // on a cold pipeline.
         let sustained = saturated && self.saturated;
         self.saturated = saturated;
+        if sustained || ahead <= target_s {
+            self.rushing = false;
+        }
         self.rate = match self.rate {
             _ if sustained => {
                 // Little's law, X = N / W, bounds what was served from above while the waits
@@ -424,6 +458,87 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_route_s_first_rush_is_measured_before_the_median_passes_the_target() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+
+        // A quorum cluster at 1,200 offered a second: the first answers found the queue
+        // short (59 ms, 126 ms), but 212 in flight at the 145/s served take 1.5 s.
+        assert_eq!(controller.observe(window(11, 59, 109)), 512);
+        let limit = controller.observe(window(18, 126, 212));
+
+        assert_eq!(limit, 29, "145/s served x 200 ms");
+    }
+
+    #[test]
+    fn a_closed_loop_s_cold_start_is_not_a_rush() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+
+        // 100 buyers, answered ever faster as the pipeline warms: 300/s, 450/s, 517/s
+        // served, the wait ahead past the target twice, but the crowd does not grow.
+        for (completed, wait_ms) in [(30, 40), (60, 60), (65, 100)] {
+            assert_eq!(controller.observe(window(completed, wait_ms, 100)), 512);
+        }
+        assert_eq!(controller.rate(), None);
+    }
+
+    #[test]
+    fn a_trickle_before_a_closed_loop_is_not_its_rate() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+
+        // One buy answered in a window of 787 ms (nothing else arrived), then 50 buyers in a
+        // closed loop: 56 answers in 126 ms, 50 in flight, 110 ms ahead.
+        let trickle = Window {
+            elapsed: Duration::from_millis(787),
+            completed: 1,
+            median_wait: Duration::from_millis(13),
+            in_flight: 1,
+        };
+        controller.observe(trickle);
+        let closed_loop = Window {
+            elapsed: Duration::from_millis(126),
+            completed: 56,
+            median_wait: Duration::from_millis(77),
+            in_flight: 50,
+        };
+        assert_eq!(controller.observe(closed_loop), 512);
+        assert_eq!(controller.observe(window(40, 80, 50)), 512);
+        assert_eq!(controller.rate(), None);
+    }
+
+    #[test]
+    fn after_the_rush_the_wait_ahead_alone_does_not_saturate() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+        // A closed loop of 100 keeping up: 1,000/s, 100 ms ahead.
+        controller.observe(window(100, 90, 100));
+
+        // A worker cut off holds 64 of them: the others are answered fast, few a window.
+        for _ in 0..5 {
+            assert_eq!(controller.observe(window(20, 30, 100)), 512);
+        }
+        assert_eq!(controller.rate(), None);
+    }
+
+    #[test]
+    fn an_idle_spell_starts_a_new_rush() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+        controller.observe(window(100, 90, 100));
+        let idle = Window {
+            elapsed: Duration::from_secs(5),
+            completed: 1,
+            median_wait: Duration::from_millis(5),
+            in_flight: 1,
+        };
+        controller.observe(idle);
+
+        controller.observe(window(20, 50, 200));
+        assert_eq!(
+            controller.observe(window(20, 80, 300)),
+            40,
+            "200/s x 200 ms"
+        );
+    }
+
+    #[test]
     fn a_fast_route_keeps_its_ceiling() {
         let mut controller = Controller::new(Some(TARGET), 512);
 
@@ -588,10 +703,10 @@ mod tests {
                 .all(|r| *r == Refusal::Ceiling { limit: 512 })
         );
 
-        // 250 ms later the upstream has answered 200 of them (800/s), each after 250 ms. The
+        // 200 ms later the upstream has answered 160 of them (800/s), each after 200 ms. The
         // next buy closes that window: saturated, but one window alone changes nothing.
-        tokio::time::advance(Duration::from_millis(250)).await;
-        for mut permit in permits.drain(..200) {
+        tokio::time::advance(Duration::from_millis(200)).await;
+        for mut permit in permits.drain(..160) {
             permit.answered();
         }
         permits.push(
@@ -605,7 +720,7 @@ mod tests {
             permit.answered();
         }
 
-        // The next buy closes the window: 800/s served (313 draining in 350 ms would say
+        // The next buy closes the window: 800/s served (353 draining in 300 ms would say
         // more: the lower is taken) x 200 ms = 160.
         let refusal = admission.try_admit().err().expect("over the new limit");
         let limit = admission.limit();
@@ -617,7 +732,7 @@ mod tests {
                 target: TARGET
             }
         );
-        assert_eq!(admission.in_flight(), 233);
+        assert_eq!(admission.in_flight(), 273);
 
         // Once fewer than the limit are in flight, buys get in again.
         permits.truncate(limit as usize - 1);
