@@ -32,7 +32,7 @@
 //! window the limit is the ceiling, so a closed loop that never queues (the original
 //! experiment) is never refused, and the first rush of a sale is measured, not guessed at.
 //!
-//! The first rush, after a start or an idle spell, is measured sooner: there the median
+//! The first rush, after a start or a quiet spell, is measured sooner: there the median
 //! lags the queue (the first answers are the buys that found it short), so until a window
 //! shows the route keeping up, the wait ahead alone decides while the buys in flight grow
 //! from window to window. Growing, so that a closed loop (a steady crowd) whose first
@@ -44,8 +44,9 @@
 //!
 //! Only a second saturated window in a row moves the estimate down: one alone is as likely
 //! the first answers of a rush on a cold pipeline. Windows that carry no measure of the
-//! upstream are skipped: one longer than [`IDLE`] (windows close on arrivals, so the route
-//! was idle or nearly and its rate would be the buyers'), and one without answers while the
+//! upstream are skipped: one longer than [`IDLE`], or than [`QUIET`] with next to nothing in
+//! flight (windows close on arrivals, so the route was idle or nearly and its rate would be
+//! the buyers'), and one without answers while the
 //! buys in flight have not yet waited the target (the first answers of a sale are on their
 //! way). Buys in flight with no answer for the target or longer are a stall: the estimate
 //! halves each window, down to [`FLOOR`].
@@ -73,10 +74,14 @@ use waits::Waits;
 /// stack (a quorum cluster), short enough that a new rush is measured within a few.
 pub const WINDOW: Duration = Duration::from_millis(100);
 
-/// A window longer than this says the route was idle or nearly: windows close on arrivals, so
-/// none came for a whole window past its end, and what it served is the buyers' rate, not the
-/// upstream's. It is skipped, and the next busy window starts a rush.
-pub const IDLE: Duration = Duration::from_millis(200);
+/// A window longer than this says the route was idle (windows close on arrivals): it is
+/// skipped, and what was measured before it forgotten.
+pub const IDLE: Duration = Duration::from_secs(1);
+
+/// A window longer than this with fewer than [`FLOOR`] buys in flight says the route was quiet:
+/// no arrival for a whole window past its end, so what it served is the buyers' rate, not the
+/// upstream's. It is skipped as an idle one is.
+pub const QUIET: Duration = Duration::from_millis(200);
 
 /// The least limit: buys admitted even when nothing completes, so that a stalled or slow
 /// upstream is still probed and its rate measured.
@@ -165,12 +170,19 @@ impl Controller {
         let Some(target) = self.target else {
             return self.ceiling;
         };
-        if window.elapsed.is_zero() || window.elapsed > IDLE {
+        let few = window.in_flight < FLOOR;
+        if window.elapsed.is_zero() || window.elapsed > IDLE || (window.elapsed > QUIET && few) {
             self.unanswered = None;
             self.recent.clear();
             self.saturated = false;
-            self.rushing = true;
-            self.in_flight_before = 0;
+            // A rush follows a quiet route, not a stalled one: buys held through a partition
+            // and nobody arriving make a long window too.
+            if few {
+                self.rushing = true;
+                self.in_flight_before = 0;
+            } else {
+                self.in_flight_before = window.in_flight;
+            }
             return self.limit();
         }
         let growing = window.in_flight > self.in_flight_before;
@@ -502,6 +514,26 @@ mod tests {
         };
         assert_eq!(controller.observe(closed_loop), 512);
         assert_eq!(controller.observe(window(40, 80, 50)), 512);
+        assert_eq!(controller.rate(), None);
+    }
+
+    #[test]
+    fn a_stall_with_buys_held_does_not_start_a_rush() {
+        let mut controller = Controller::new(Some(TARGET), 512);
+        controller.observe(window(100, 90, 50));
+
+        // 50 buyers all held for 1.5 s (nobody arrives), then answered slowly as the
+        // pipeline comes back, the crowd a little larger each window.
+        let stall = Window {
+            elapsed: Duration::from_millis(1500),
+            completed: 0,
+            median_wait: Duration::ZERO,
+            in_flight: 50,
+        };
+        controller.observe(stall);
+        for (completed, in_flight) in [(10, 52), (12, 55), (15, 58)] {
+            assert_eq!(controller.observe(window(completed, 60, in_flight)), 512);
+        }
         assert_eq!(controller.rate(), None);
     }
 
