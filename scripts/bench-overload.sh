@@ -182,6 +182,17 @@ cluster_processes() {
     return 0
 }
 
+# capacity_run LABEL STACK_OPTIONS...: the closed-loop capacity (c = 500, time bound off) of a
+# fresh stack, reported as LABEL.
+capacity_run() {
+    local label="$1"
+    shift
+    start_stack_targeting 0 --strategy conditional "$@"
+    lt run "$target/mq/buy" -c 500 -t "${capacity_s}s" "${sale[@]}" -q \
+        --label "$label" --out "$out" >/dev/null
+    stop_stack
+}
+
 measure_3x() {
     local stack capacity rate options run_pid status
     for stack in ${stacks//,/ }; do
@@ -192,10 +203,7 @@ measure_3x() {
             started_cluster=1
         fi
         say "3x, $stack: closed-loop capacity (c = 500, ${capacity_s} s, time bound off)"
-        start_stack_targeting 0 --strategy conditional "${options[@]}"
-        lt run "$target/mq/buy" -c 500 -t "${capacity_s}s" "${sale[@]}" -q \
-            --label "3x-$stack-capacity" --out "$out" >/dev/null
-        stop_stack
+        capacity_run "3x-$stack-capacity" "${options[@]}"
         capacity="$(accepted_rps_of "$out/3x-$stack-capacity.json")"
         rate="$(python3 -c "print(round(3 * $capacity))")"
         say "3x, $stack: capacity $capacity/s; open loop at $rate/s for ${overload_s} s"
@@ -217,10 +225,7 @@ measure_3x() {
         # Capacity again, after: a stack's rate drifts by 10-20% from run to run here, so C
         # is the mean of the runs on either side of the open loop.
         say "3x, $stack: closed-loop capacity again, after the open loop"
-        start_stack_targeting 0 --strategy conditional "${options[@]}"
-        lt run "$target/mq/buy" -c 500 -t "${capacity_s}s" "${sale[@]}" -q \
-            --label "3x-$stack-capacity-after" --out "$out" >/dev/null
-        stop_stack
+        capacity_run "3x-$stack-capacity-after" "${options[@]}"
     done
     if ((started_cluster)); then
         say "stopping the RabbitMQ cluster"
