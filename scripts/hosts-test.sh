@@ -49,8 +49,9 @@ fi
 bin_dir="$(cd "$bin_dir" && pwd)"
 
 export FLASHSALE_HOSTS_PREFIX=fst FLASHSALE_HOSTS_SUBNET=10.213.8
-# hosts.sh's folder for that prefix (its default, /tmp/flashsale-hosts-PREFIX).
-hosts_dir=/tmp/flashsale-hosts-fst
+# hosts.sh's folder, set here so that the checks below look where it writes.
+export FLASHSALE_HOSTS_DIR=/tmp/flashsale-hosts-fst
+hosts_dir="$FLASHSALE_HOSTS_DIR"
 export FLASHSALE_ADMIN_TOKEN="${FLASHSALE_ADMIN_TOKEN:-change-me-local-only}"
 unset FLASHSALE_BATCH FLASHSALE_SOLD_OUT_GATE FLASHSALE_STOCK FLASHSALE_STRATEGY
 # The front tiers' time bound at 1 s, not 200 ms: this test checks that a partition loses and
