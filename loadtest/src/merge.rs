@@ -69,6 +69,7 @@ pub fn merge(reports: &[Report], label: &str) -> Result<Report, LoadtestError> {
         // Only the whole histogram travels in a report: these cannot be merged.
         latency_accepted_ms: None,
         latency_refused_ms: None,
+        send_lag_ms: None,
         outcomes,
         store_read: store.is_some(),
         stock: store.and_then(|r| r.stock),

@@ -17,6 +17,10 @@
 //!   open loop: request `i` is due at `start + i / rate` (or where the stages' arrivals
 //!   reach `i`) and its latency is measured from that intended time, so a stalled server
 //!   shows in the percentiles (coordinated omission corrected, as wrk2 does);
+//! - open loop: a free client takes the next request of the one schedule, so a request
+//!   waits for a connection only when every connection is busy (a pool, as k6's
+//!   arrival-rate executors), never behind a slow answer while others sit idle; how late
+//!   each request was sent is kept (`send_lag`): the generator's own share of a latency;
 //! - a measured request with a user id is a buyer: its first send instant (on this
 //!   monotonic clock), its sends and its last answer are kept;
 //! - the clients of one thread share one histogram, one set of counts and one timeline
@@ -111,6 +115,10 @@ impl Pace {
             Stop::Requests(n) => n,
             Stop::Duration(d) => (rate * d.as_secs_f64()).round() as u64,
         })
+    }
+
+    fn is_open(&self) -> bool {
+        !matches!(self, Pace::Closed)
     }
 
     /// Open loop: when request `i` is due, from the start.
@@ -235,6 +243,9 @@ pub struct RunResult {
     /// error statuses (4xx, 5xx: e.g. an overloaded server's fast 503s).
     pub accepted: Histogram<u64>,
     pub refused: Histogram<u64>,
+    /// Open loop: how late each request was sent after its intended time, in
+    /// microseconds (empty in a closed loop).
+    pub send_lag: Histogram<u64>,
     pub outcomes: Outcomes,
     /// Distinct user ids answered `ordered`, sorted.
     pub ordered_users: Vec<u64>,
@@ -275,6 +286,8 @@ pub(crate) struct Shared {
     user_start: u64,
     next_user: AtomicU64,
     issued: AtomicU64,
+    /// Open loop: the next request of the schedule no client has taken yet.
+    next_due: AtomicU64,
     warm_user: AtomicU64,
     warmup_until: Option<Instant>,
     keep_order_ids: bool,
@@ -355,6 +368,7 @@ where
         user_start: plan.user_start,
         next_user: AtomicU64::new(plan.user_start),
         issued: AtomicU64::new(0),
+        next_due: AtomicU64::new(0),
         warm_user: AtomicU64::new(WARMUP_USER_BASE),
         warmup_until: plan.warmup.map(|w| Instant::now() + w),
         keep_order_ids: plan.keep_order_ids,
@@ -389,10 +403,9 @@ where
                 let local = LocalSet::new();
                 local.block_on(&runtime, async {
                     let mut clients = JoinSet::new();
-                    for index in (t..concurrency).step_by(threads) {
+                    for _ in (t..concurrency).step_by(threads) {
                         let args = (
                             shared.clone(),
-                            index as u64,
                             ready.clone(),
                             gate_rx.clone(),
                             results.clone(),
@@ -437,6 +450,7 @@ where
         histogram,
         accepted,
         refused,
+        send_lag,
         outcomes,
         mut ordered_users,
         mut buyers,
@@ -456,6 +470,7 @@ where
         histogram,
         accepted,
         refused,
+        send_lag,
         outcomes,
         ordered_users,
         buyers,
@@ -468,6 +483,7 @@ struct ClientResult {
     histogram: Histogram<u64>,
     accepted: Histogram<u64>,
     refused: Histogram<u64>,
+    send_lag: Histogram<u64>,
     outcomes: Outcomes,
     ordered_users: Vec<u64>,
     buyers: Vec<Buyer>,
@@ -486,6 +502,7 @@ impl ClientResult {
             histogram: new_histogram(),
             accepted: new_histogram(),
             refused: new_histogram(),
+            send_lag: new_histogram(),
             outcomes: Outcomes::default(),
             ordered_users: Vec::new(),
             buyers: Vec::new(),
@@ -501,6 +518,7 @@ impl ClientResult {
             (&mut self.histogram, &other.histogram),
             (&mut self.accepted, &other.accepted),
             (&mut self.refused, &other.refused),
+            (&mut self.send_lag, &other.send_lag),
         ] {
             mine.add(theirs).expect("histograms share bounds");
         }
@@ -527,6 +545,10 @@ impl ClientResult {
             end,
         } = done;
         let outcome = answer.outcome;
+        if shared.pace.is_open() {
+            self.send_lag
+                .saturating_record(micros(sent_at.saturating_duration_since(intended)));
+        }
         // From the intended send time: in the open loop, time spent queued behind a slow
         // answer counts (coordinated omission); in the closed loop it is the send time.
         let latency = end.saturating_duration_since(intended);
@@ -691,13 +713,12 @@ impl<C: Connection> Client<C> {
 
 type ClientArgs = (
     Arc<Shared>,
-    u64,
     Arc<Barrier>,
     watch::Receiver<Gate>,
     Rc<RefCell<ClientResult>>,
 );
 
-async fn client<C: Connection>((shared, index, ready, mut gate, results): ClientArgs) {
+async fn client<C: Connection>((shared, ready, mut gate, results): ClientArgs) {
     let mut client = Client {
         conn: C::new(&shared),
         timer: Box::pin(tokio::time::sleep(shared.timeout)),
@@ -728,7 +749,7 @@ async fn client<C: Connection>((shared, index, ready, mut gate, results): Client
     };
     match shared.pace.open_total(shared.stop, shared.concurrency) {
         None => closed_loop(&shared, &mut client, &results, start).await,
-        Some(total) => open_loop(&shared, &mut client, &results, start, index, total).await,
+        Some(total) => open_loop(&shared, &mut client, &results, start, total).await,
     }
     results.borrow_mut().flush(&shared);
     client.conn.close();
@@ -761,12 +782,15 @@ async fn open_loop<C: Connection>(
     client: &mut Client<C>,
     results: &RefCell<ClientResult>,
     start: Instant,
-    index: u64,
     total: u64,
 ) {
-    // Client k owns requests k, k + c, k + 2c, ... of one global schedule, as wrk2 does.
-    let mut i = index;
-    while i < total {
+    // Not wrk2's fixed share (client k sends k, k + c, ...): there a request due while its
+    // client waits on a slow answer is sent late although other connections are free.
+    loop {
+        let i = shared.next_due.fetch_add(1, Relaxed);
+        if i >= total {
+            break;
+        }
         let intended = start + shared.pace.due(i);
         tokio::time::sleep_until(intended.into()).await;
         client
@@ -778,6 +802,5 @@ async fn open_loop<C: Connection>(
                 start,
             )
             .await;
-        i += shared.concurrency;
     }
 }

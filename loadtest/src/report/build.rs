@@ -66,6 +66,8 @@ impl Report {
                 .then(|| Latency::from_histogram(&result.accepted)),
             latency_refused_ms: (!result.refused.is_empty())
                 .then(|| Latency::from_histogram(&result.refused)),
+            send_lag_ms: (!result.send_lag.is_empty())
+                .then(|| Latency::from_histogram(&result.send_lag)),
             outcomes: result.outcomes,
             store_read: false,
             stock: None,

@@ -158,6 +158,12 @@ impl Report {
                 },
             ),
         ];
+        if let Some(lag) = &self.send_lag_ms {
+            rows.push((
+                "sent behind schedule p50 / p99 (ms)",
+                format!("{:.3} / {:.3}", lag.p50, lag.p99),
+            ));
+        }
         if let Some(f) = &self.fairness {
             rows.push(("fcfs_precision", ratio(f.fcfs_precision)));
             rows.push(("inversions", ratio(f.inversions)));

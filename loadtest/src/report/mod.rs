@@ -265,6 +265,11 @@ pub struct Report {
     pub latency_accepted_ms: Option<Latency>,
     #[serde(default)]
     pub latency_refused_ms: Option<Latency>,
+    /// Open loop: how late the generator sent each request after its intended time (every
+    /// connection busy, or its thread behind); it is part of every latency above. `None`
+    /// in a closed loop and in a merged report.
+    #[serde(default)]
+    pub send_lag_ms: Option<Latency>,
     pub outcomes: Outcomes,
     /// Whether `/sale` was read after the run; when false the store fields are null.
     pub store_read: bool,

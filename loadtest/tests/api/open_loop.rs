@@ -1,6 +1,8 @@
 //! Coordinated omission: a server that stalls once for 1 s. The closed loop waits with
 //! it and reports one slow request (p99 hides it); the open loop keeps its schedule and
 //! counts every request that was due during the stall as late (p99 shows it).
+//! And the open loop's connections are a pool: a slow answer holds its connection, not
+//! the requests due after it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,4 +58,54 @@ async fn open_loop_shows_a_stall_in_p99_that_closed_loop_hides() {
     // while ~200 requests were due during the stall in the open loop.
     assert!(open.latency_ms.p99 >= 800.0, "{:?}", open.latency_ms);
     assert!(open.latency_ms.p90 >= 400.0, "{:?}", open.latency_ms);
+    // On one connection, those requests waited in the generator: the report says so.
+    let lag = open.send_lag_ms.expect("an open loop reports its send lag");
+    assert!(lag.max >= 800.0, "{lag:?}");
+    assert_eq!(closed.send_lag_ms, None);
+}
+
+/// A server whose every 10th request takes 300 ms; the others are immediate.
+async fn one_in_ten_slow() -> String {
+    let count = Arc::new(AtomicU64::new(0));
+    let router = Router::new().route(
+        "/",
+        get(move || {
+            let count = count.clone();
+            async move {
+                if count.fetch_add(1, Ordering::SeqCst) % 10 == 9 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    format!("http://{}/", serve(router).await)
+}
+
+#[tokio::test]
+async fn a_request_due_while_its_connection_waits_takes_a_free_one() {
+    let out = tempfile::tempdir().unwrap();
+    let url = one_in_ten_slow().await;
+
+    // 200/s on 20 connections: each would send every 100 ms under a fixed share, and a
+    // 300 ms answer would hold up that connection's next three. About 6 are slow at once.
+    let report = run(
+        out.path(),
+        &[
+            &url, "-c", "20", "-n", "600", "--rate", "200", "--label", "pool",
+        ],
+    )
+    .await;
+
+    assert_eq!(report.errors, 0, "{:?}", report.outcomes);
+    let lag = report
+        .send_lag_ms
+        .expect("an open loop reports its send lag");
+    assert!(
+        lag.p99 < 50.0,
+        "requests waited for a busy connection: {lag:?}"
+    );
+    // The slow tenth is the latency's p90 and above, the rest is immediate.
+    assert!(report.latency_ms.p50 < 50.0, "{:?}", report.latency_ms);
+    assert!(report.latency_ms.p99 >= 250.0, "{:?}", report.latency_ms);
 }
