@@ -183,13 +183,20 @@ cluster_processes() {
 }
 
 # capacity_run LABEL STACK_OPTIONS...: the closed-loop capacity (c = 500, time bound off) of a
-# fresh stack, reported as LABEL.
+# fresh stack, reported as LABEL, with the CPU of every process (the load generator's too) in
+# LABEL.csv: the summary's CPU per accepted buy.
 capacity_run() {
-    local label="$1"
+    local label="$1" run_pid status=0
     shift
     start_stack_targeting 0 --strategy conditional "$@"
-    lt run "$target/mq/buy" -c 500 -t "${capacity_s}s" "${sale[@]}" -q \
-        --label "$label" --out "$out" >/dev/null
+    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" run "$target/mq/buy" -c 500 -t "${capacity_s}s" \
+        "${sale[@]}" -q --label "$label" --out "$out" >/dev/null &
+    run_pid=$!
+    # shellcheck disable=SC2046 # one NAME=PID word each
+    start_sampling "$out/$label.csv" "loadtest=$run_pid" $(cluster_processes)
+    wait "$run_pid" || status=$?
+    stop_sampling
+    ((status == 0 || status == 3)) || die "loadtest run $label failed (exit $status)"
     stop_stack
 }
 
@@ -321,6 +328,8 @@ def accepted(r):
     return o["ordered"] + o["sold_out"] + o["already_ordered"]
 def lat(r, cls, field):
     return (r.get(f"latency_{cls}_ms") or {}).get(field)
+def lag(r, field):
+    return (r.get("send_lag_ms") or {}).get(field)
 def ms(value):
     return "-" if value is None else f"{value:,.1f} ms"
 
@@ -370,6 +379,30 @@ if "3x" in parts:
     row("oversold, lost", [f"{run[s]['oversold']}, {run[s]['lost_orders']}" for s in stacks])
     row("admission at the end: limit, measured rate",
         [f"{limits[s][0]} in flight, {limits[s][1]}/s" for s in stacks])
+    row("sent behind schedule p50 / p99 (the load generator's own lag, inside every latency above)",
+        [f"{ms(lag(run[s], 'p50'))} / {ms(lag(run[s], 'p99'))}" for s in stacks])
+    # The CPU while the load ran, every process counted: the load generator's too, since it
+    # shares the cores.
+    def cores(label, seconds):
+        path = f"{out}/{label}.csv"
+        if not os.path.exists(path):
+            return None
+        used = procstat.per_name(procstat.load(path), 0, seconds + 1)
+        return sum(u[0] for u in used.values()) / 100, used.get("loadtest", (0,))[0] / 100
+    machine_cores = os.cpu_count() or 1
+    use = {s: (cores(f"3x-{s}-capacity", capacity_s), cores(f"3x-{s}", overload_s)) for s in stacks}
+    row(f"CPU in use, all processes (of them the load generator), of {machine_cores} cores: "
+        "capacity run before / open loop", [
+        " / ".join("-" if u is None else f"{u[0]:.2f} ({u[1]:.2f})" for u in use[s])
+        for s in stacks])
+    # Per answer, no model: the capacity run's CPU over its accepted buys, the open loop's
+    # over every request it answered (a refusal or a buy).
+    def per_answer(u, answers_per_s):
+        return "-" if u is None or not answers_per_s else f"{1e6 * u[0] / answers_per_s:,.0f}"
+    row("CPU per answer, all processes (µs): accepted buy in the capacity run / any answer "
+        "in the open loop", [
+        f"{per_answer(use[s][0], before[s])} / "
+        f"{per_answer(use[s][1], run[s]['responses'] / run[s]['duration_s'])}" for s in stacks])
     print()
     print("| goal | " + " | ".join(stacks) + " |")
     print("|---|" + "---|" * len(stacks))
@@ -434,6 +467,12 @@ if "2x" in parts:
                  if took is not None else "never")
         print(f"| {route} | p99 back to normal within 2 s after the burst | {shown} "
               f"| {ok(took is not None and took <= 2)} |")
+        # Not a goal: how much of the latencies above is the load generator's own queue (the
+        # machine's cores answering neither the buys nor the refusals in time).
+        behind = "; ".join(f"{name} {ms(lag(r, 'p50'))} / {ms(lag(r, 'p99'))}"
+                           for name, r in (("base", base), ("burst", burst)))
+        print(f"| {route} | sent behind schedule p50 / p99 (the load generator's own lag, inside "
+              f"every latency above) | {behind} | - |")
 if soak_minutes:
     rows = procstat.load(f"{out}/soak.csv")
     # After the warm-up (the first minute; half of a one-minute soak), until the load ends
