@@ -45,12 +45,14 @@ enum FairnessField {
     WinnersMedianRank,
 }
 
-/// Whose latency: every answer, the accepted ones, or the refused (4xx, 5xx) ones.
+/// Whose latency: every answer, the accepted ones, the refused (4xx, 5xx) ones, or how late
+/// the open loop sent (the generator's own lag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LatencyClass {
     All,
     Accepted,
     Refused,
+    SendLag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,14 +154,15 @@ fn latency_field(name: &str) -> Option<LatencyField> {
 
 fn metric(name: &str) -> Option<Metric> {
     use CountField as C;
-    let (class, field) = match (
-        name.strip_prefix("accepted_"),
-        name.strip_prefix("refused_"),
-    ) {
-        (Some(field), _) => (LatencyClass::Accepted, field),
-        (_, Some(field)) => (LatencyClass::Refused, field),
-        _ => (LatencyClass::All, name),
-    };
+    let prefixes = [
+        ("accepted_", LatencyClass::Accepted),
+        ("refused_", LatencyClass::Refused),
+        ("send_lag_", LatencyClass::SendLag),
+    ];
+    let (class, field) = prefixes
+        .iter()
+        .find_map(|(prefix, class)| Some((*class, name.strip_prefix(prefix)?)))
+        .unwrap_or((LatencyClass::All, name));
     if let Some(field) = latency_field(field) {
         return Some(Metric::Latency(class, field));
     }
@@ -192,7 +195,8 @@ fn metric(name: &str) -> Option<Metric> {
 }
 
 const METRICS: &str = "min, mean, p50, p90, p99, p999, max (each also as accepted_* for \
-                       the answers that were not an error status, refused_* for 4xx/5xx), \
+                       the answers that were not an error status, refused_* for 4xx/5xx, \
+                       send_lag_* for how late the open loop sent), \
                        rps, requests, errors, ordered, sold_out, already_ordered, other, \
                        http_4xx, http_5xx, timeouts, connect_errors, io_errors, oversold, lost, \
                        fcfs_precision, inversions, winners_median_rank, first_send_spread";
@@ -293,6 +297,7 @@ impl Check {
                     LatencyClass::All => (r.responses > 0).then_some(&r.latency_ms),
                     LatencyClass::Accepted => r.latency_accepted_ms.as_ref(),
                     LatencyClass::Refused => r.latency_refused_ms.as_ref(),
+                    LatencyClass::SendLag => r.send_lag_ms.as_ref(),
                 }?;
                 let ms = match field {
                     L::Min => l.min,

@@ -64,6 +64,21 @@ async fn open_loop_shows_a_stall_in_p99_that_closed_loop_hides() {
     assert_eq!(closed.send_lag_ms, None);
 }
 
+#[tokio::test]
+async fn a_send_lag_check_fails_in_a_closed_loop_which_has_no_schedule() {
+    let out = tempfile::tempdir().unwrap();
+    let url = one_in_ten_slow().await;
+
+    let report = run(
+        out.path(),
+        &[&url, "-c", "2", "-n", "10", "--check", "send_lag_p99<1s"],
+    )
+    .await;
+
+    assert_eq!(report.send_lag_ms, None);
+    assert!(!report.checks_pass(), "{:?}", report.checks);
+}
+
 /// A server whose every 10th request takes 300 ms; the others are immediate.
 async fn one_in_ten_slow() -> String {
     let count = Arc::new(AtomicU64::new(0));
@@ -92,12 +107,23 @@ async fn a_request_due_while_its_connection_waits_takes_a_free_one() {
     let report = run(
         out.path(),
         &[
-            &url, "-c", "20", "-n", "600", "--rate", "200", "--label", "pool",
+            &url,
+            "-c",
+            "20",
+            "-n",
+            "600",
+            "--rate",
+            "200",
+            "--label",
+            "pool",
+            "--check",
+            "send_lag_p99<50ms",
         ],
     )
     .await;
 
     assert_eq!(report.errors, 0, "{:?}", report.outcomes);
+    assert!(report.checks_pass(), "{:?}", report.checks);
     let lag = report
         .send_lag_ms
         .expect("an open loop reports its send lag");
