@@ -143,13 +143,18 @@ async fn killing_the_node_that_leads_the_quorum_queue_mid_sale_loses_and_oversel
         if status == 200 {
             break body;
         }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(10),
-            "the MQ route did not serve again within 10 s of the kill: {status} {body}; \
-             front tier connected: {}, worker consuming: {}",
-            stack.frontend.rpc.is_connected(),
-            *stack.workers[0].consuming.borrow(),
-        );
+        if killed_at.elapsed() >= Duration::from_secs(10) {
+            // Seen once under CI's load: 504s (no reply within the timeout) for the whole
+            // 10 s, both services connected. Say what the broker holds, for next time.
+            let queue = cluster.queue_status(stack.queue()).await;
+            panic!(
+                "the MQ route did not serve again within 10 s of the kill: {status} {body}; \
+                 front tier connected: {}, worker consuming: {}; the queue (name, leader, \
+                 online, consumers, ready, unacked): {queue}",
+                stack.frontend.rpc.is_connected(),
+                *stack.workers[0].consuming.borrow(),
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let recovered_in = killed_at.elapsed();

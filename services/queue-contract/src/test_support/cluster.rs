@@ -105,6 +105,34 @@ impl TestCluster {
             .unwrap_or_else(|| panic!("{leader:?} is not a node of this cluster"))
     }
 
+    /// What the surviving nodes say of queue `queue` (leader, members, consumers, messages),
+    /// for a failing test's message: never panics, a failure to ask is the answer.
+    pub async fn queue_status(&self, queue: &str) -> String {
+        let output = Command::new("bash")
+            .arg(script())
+            .args(self.options())
+            .args([
+                "ctl",
+                "list_queues",
+                "name",
+                "leader",
+                "online",
+                "consumers",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .await;
+        match output {
+            Ok(output) => String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|line| line.starts_with(queue))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(error) => format!("rabbit-cluster.sh ctl list_queues: {error}"),
+        }
+    }
+
     /// `kill -9` of node `n`'s Erlang VM: a crash, not a shutdown.
     pub async fn kill(&self, n: usize) {
         self.run(&["kill", &n.to_string()]).await;
