@@ -15,7 +15,8 @@
 #              10 ms, oversold 0, lost 0 (loadtest --check), and at least 0.9 C accepted a
 #              second (in the summary): shedding must not starve the stack;
 #   2x         route by route on the batched stack (worker batch 64, gate off, default
-#              options): closed-loop capacity C (c = 500, 10 s), then an open loop of a
+#              options): closed-loop capacity C (c = 500, 10 s, time bound on; C counts the
+#              buys served, not a refused buyer's fast 503s), then an open loop of a
 #              steady 0.5 C for 50 s (the "base" run, which resets the sale and reads the
 #              store at the end) and, from 10 s to 40 s, 1.5 C more (the "burst" run): 2 C
 #              in all for 30 s, on 1,000 connections in all (each one costs the front tier
