@@ -108,10 +108,8 @@ impl TestCluster {
     /// What the surviving nodes say of queue `queue` (leader, members, consumers, messages),
     /// for a failing test's message: never panics, a failure to ask is the answer.
     pub async fn queue_status(&self, queue: &str) -> String {
-        let output = Command::new("bash")
-            .arg(script())
-            .args(self.options())
-            .args([
+        let output = self
+            .command(&[
                 "ctl",
                 "list_queues",
                 "name",
@@ -145,10 +143,8 @@ impl TestCluster {
 
     /// Runs the script with this cluster's options; panics if it fails.
     async fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new("bash")
-            .arg(script())
-            .args(args)
-            .args(self.options())
+        let output = self
+            .command(args)
             .output()
             .await
             .expect("scripts/rabbit-cluster.sh runs");
@@ -159,6 +155,14 @@ impl TestCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+
+    /// The script with this cluster's options, then `args`: options first, since `ctl`
+    /// passes everything after it to rabbitmqctl.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("bash");
+        command.arg(script()).args(self.options()).args(args);
+        command
     }
 
     fn options(&self) -> Vec<String> {
