@@ -181,26 +181,34 @@ cluster_processes() {
     return 0
 }
 
-# capacity_run LABEL STACK_OPTIONS...: the closed-loop capacity (c = 500, time bound off) of a
-# fresh stack, reported as LABEL, with the CPU of every process (the load generator's too) in
-# LABEL.csv: the summary's CPU per accepted buy.
-capacity_run() {
+# sampled_run LABEL LOADTEST_RUN_ARGS...: `loadtest run` against /mq/buy, reported as LABEL,
+# with the CPU and RSS of every process in LABEL.csv: the load generator's and the cluster's
+# nodes' too, since at 3x they share the two cores. A failed check (exit 3) is a result.
+sampled_run() {
     local label="$1" run_pid status=0
     shift
-    start_stack_targeting 0 --strategy conditional "$@"
-    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" run "$target/mq/buy" -c 500 -t "${capacity_s}s" \
-        "${sale[@]}" -q --label "$label" --out "$out" >/dev/null &
+    env -u FLASHSALE_ADMIN_TOKEN "$loadtest" run "$target/mq/buy" "$@" "${sale[@]}" -q \
+        --label "$label" --out "$out" >/dev/null &
     run_pid=$!
     # shellcheck disable=SC2046 # one NAME=PID word each
     start_sampling "$out/$label.csv" "loadtest=$run_pid" $(cluster_processes)
     wait "$run_pid" || status=$?
     stop_sampling
     ((status == 0 || status == 3)) || die "loadtest run $label failed (exit $status)"
+}
+
+# capacity_run LABEL STACK_OPTIONS...: the closed-loop capacity (c = 500, time bound off) of a
+# fresh stack, reported as LABEL, sampled (the summary's CPU per accepted buy).
+capacity_run() {
+    local label="$1"
+    shift
+    start_stack_targeting 0 --strategy conditional "$@"
+    sampled_run "$label" -c 500 -t "${capacity_s}s"
     stop_stack
 }
 
 measure_3x() {
-    local stack capacity rate options run_pid status
+    local stack capacity rate options
     for stack in ${stacks//,/ }; do
         stack_options "$stack"
         if [[ "$stack" == cluster ]] && ! scripts/rabbit-cluster.sh status >/dev/null 2>&1; then
@@ -214,18 +222,9 @@ measure_3x() {
         rate="$(python3 -c "print(round(3 * $capacity))")"
         say "3x, $stack: capacity $capacity/s; open loop at $rate/s for ${overload_s} s"
         start_stack_targeting "$target_wait" --strategy conditional "${options[@]}"
-        env -u FLASHSALE_ADMIN_TOKEN "$loadtest" run "$target/mq/buy" --rate "$rate" -c 1000 \
-            -t "${overload_s}s" "${sale[@]}" -q --timeout-ms 10000 --label "3x-$stack" \
-            --out "$out" --check 'accepted_p99<500ms' --check 'refused_p50<10ms' \
-            --check oversold==0 --check lost==0 >/dev/null &
-        run_pid=$!
-        # The load generator and the cluster's nodes too: at 3x they share the two cores.
-        # shellcheck disable=SC2046 # one NAME=PID word each
-        start_sampling "$out/3x-$stack.csv" "loadtest=$run_pid" $(cluster_processes)
-        status=0
-        wait "$run_pid" || status=$?
-        stop_sampling
-        ((status == 0 || status == 3)) || die "loadtest run 3x-$stack failed (exit $status)"
+        sampled_run "3x-$stack" --rate "$rate" -c 1000 -t "${overload_s}s" --timeout-ms 10000 \
+            --check 'accepted_p99<500ms' --check 'refused_p50<10ms' --check oversold==0 \
+            --check lost==0
         admission_now mq >"$out/3x-$stack-admission.txt"
         stop_stack
         # Capacity again, after: a stack's rate drifts by 10-20% from run to run here, so C
